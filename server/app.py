@@ -1,0 +1,107 @@
+"""Builds the MCP server from the tool registry; every tool call goes through `CallPipeline`."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Annotated, Any
+
+from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import BaseModel, Field, ValidationError
+
+from server.pipeline import CallPipeline, Services, result_model_for
+from server.toolkit import ToolSpec
+
+INSTRUCTIONS = """\
+Tableau Steward answers questions about one Tableau site and makes a few governed changes to it.
+- Start with list_content, list_users or list_groups to find things; find_owners answers "who owns what"
+  (including content owned by inactive or unlicensed users); inspect_permissions explains who can do what
+  and why; list_jobs and get_job report background jobs; refresh_and_wait refreshes an extract and waits.
+- Refer to content, users and groups by name: workbooks and data sources by name plus project path when a
+  name is ambiguous (e.g. project "Sales/EMEA"), users by sign-in name or email, groups by name. Ids work too.
+- Lists are paged: each result gives `total` (all matches) and `next_cursor`; pass `next_cursor` back as
+  `cursor` with the same filters to get the next page. Never assume the first page is everything.
+- Writes may need an administrator's approval. Such a call returns status "pending_approval" with a request id;
+  tell the user an admin must approve it, and check later with get_request. You cannot approve anything.
+- Errors explain what went wrong and what to try next; read them and adjust the call.
+"""
+
+
+def _flat_signature(spec: ToolSpec, result_model: type[BaseModel]) -> inspect.Signature:
+    """The input model's fields as top-level keyword parameters, so the model sees a flat schema."""
+    parameters = []
+    for name, info in spec.input_model.model_fields.items():
+        schema_field = Field(
+            description=info.description, examples=info.examples, json_schema_extra=info.json_schema_extra
+        )
+        annotation = Annotated[(info.annotation, *info.metadata, schema_field)]
+        default = inspect.Parameter.empty if info.is_required() else info.get_default(call_default_factory=True)
+        parameters.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation))
+    parameters.append(inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context))
+    return inspect.Signature(parameters, return_annotation=result_model)
+
+
+def _make_handler(spec: ToolSpec, pipeline: CallPipeline) -> Callable[..., Any]:
+    result_model = result_model_for(spec)
+
+    async def handler(ctx: Context, **arguments: Any) -> BaseModel:
+        try:
+            args = spec.input_model.model_validate(arguments)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors())
+            raise ToolError(f"Invalid arguments: {problems}") from None
+        return await pipeline.call(spec, args, ctx)
+
+    signature = _flat_signature(spec, result_model)
+    handler.__signature__ = signature  # type: ignore[attr-defined]
+    handler.__annotations__ = {p.name: p.annotation for p in signature.parameters.values()}
+    handler.__annotations__["return"] = result_model
+    handler.__name__ = spec.name
+    handler.__doc__ = spec.description
+    return handler
+
+
+def build_server(
+    services: Services | Callable[[], AbstractAsyncContextManager[Services]],
+    specs: Sequence[ToolSpec] | None = None,
+) -> MCPServer:
+    """An MCP server over `services` (ready, or an async context manager factory entered by the lifespan)."""
+    from tools.registry import TOOLS
+
+    specs = tuple(TOOLS if specs is None else specs)
+    pipeline = CallPipeline(specs)
+
+    @asynccontextmanager
+    async def lifespan(_server: MCPServer) -> AsyncIterator[Services]:
+        if isinstance(services, Services):
+            async with pipeline.attached(services):
+                yield services
+            return
+        async with services() as live, pipeline.attached(live):
+            yield live
+
+    mcp = MCPServer(
+        "tableau-steward",
+        title="Tableau Steward",
+        version="0.1.0",
+        instructions=INSTRUCTIONS,
+        lifespan=lifespan,
+        middleware=[pipeline.list_filter_middleware],
+        **pipeline.auth_kwargs(services),
+    )
+    for spec in specs:
+        mcp.add_tool(
+            _make_handler(spec, pipeline),
+            name=spec.name,
+            title=spec.title,
+            description=spec.description,
+            annotations=spec.annotations,
+            structured_output=True,
+        )
+    from server.resources import register_resources_and_prompts
+
+    register_resources_and_prompts(mcp, pipeline)
+    return mcp

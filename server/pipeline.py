@@ -1,0 +1,239 @@
+"""The one path every tool call takes: policy, then approval, then execution, then audit.
+
+Nothing reaches Tableau before the intent record is written (fail closed), and the same
+policy that hides a tool from `tools/list` is checked again on every call.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from typing import Any, Literal
+
+import anyio
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import BaseModel, Field, create_model
+
+from server.governed import AuditUnavailable, Governance
+from server.tableau.errors import TableauError
+from server.toolkit import Progress, ToolContext, ToolFailure, ToolSpec
+
+log = logging.getLogger(__name__)
+
+# How often the server looks for approved requests to run (several processes may share the store).
+APPROVAL_POLL_SECONDS = 1.0
+
+
+class PendingApproval(BaseModel):
+    request_id: str
+    preview: str = Field(description="What the change would do, computed from the site's current state.")
+    expires_at: datetime
+    message: str
+
+
+@cache
+def result_model_for(spec: ToolSpec) -> type[BaseModel]:
+    """Read tools return their output model; write tools wrap it, since a gated call returns a pending result."""
+    if not spec.is_write:
+        return spec.output_model
+    return create_model(
+        f"{spec.output_model.__name__}Envelope",
+        status=(Literal["done", "pending_approval"], Field(description="'done' when the change ran now.")),
+        result=(spec.output_model | None, Field(None, description="The outcome, when status is 'done'.")),
+        approval=(PendingApproval | None, Field(None, description="Set when an administrator must approve.")),
+    )
+
+
+@dataclass
+class Services:
+    """What the tools run against: the Tableau client and the governance (policy, audit, approvals)."""
+
+    tableau: Any
+    governance: Governance
+
+
+def _summary(result: BaseModel) -> str:
+    text = result.model_dump_json()
+    return text if len(text) <= 500 else text[:497] + "..."
+
+
+class CallPipeline:
+    def __init__(self, specs: Sequence[ToolSpec]):
+        self.specs = {spec.name: spec for spec in specs}
+        self.services: Services | None = None
+
+    # -- wiring ---------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def attached(self, services: Services) -> AsyncIterator[None]:
+        self.services = services
+        services.tableau.add_observer(services.governance.record_tableau_request)
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(self._run_approved_requests_forever)
+            try:
+                yield
+            finally:
+                tasks.cancel_scope.cancel()
+
+    def auth_kwargs(self, services: Any) -> dict[str, Any]:
+        governance = getattr(services, "governance", None)
+        return governance.mcp_auth_kwargs() if governance is not None else {}
+
+    @property
+    def live(self) -> Services:
+        if self.services is None:
+            raise ToolError("The server is still starting; try again in a moment.")
+        return self.services
+
+    async def list_filter_middleware(self, ctx: Any, call_next: Any) -> Any:
+        """Hide the tools the caller may never use; `call` checks again, so hiding is not the only guard."""
+        result = await call_next(ctx)
+        if getattr(ctx, "method", None) != "tools/list" or self.services is None:
+            return result
+        visible = self.services.governance.visible_tools(self.services.governance.current_principal())
+        if isinstance(result, BaseModel):
+            result.tools = [t for t in result.tools if t.name in visible]  # type: ignore[attr-defined]
+        elif isinstance(result, dict) and "tools" in result:
+            result["tools"] = [t for t in result["tools"] if t.get("name") in visible]
+        return result
+
+    # -- the call path ---------------------------------------------------------------------------
+
+    async def call(self, spec: ToolSpec, args: BaseModel, mcp_ctx: Context) -> BaseModel:
+        services = self.live
+        governance = services.governance
+        principal = governance.current_principal()
+        if spec.name not in governance.visible_tools(principal):
+            # Denied and unknown tools answer alike, so the listing leaks nothing.
+            raise ToolError(f"Unknown tool: {spec.name}")
+        call_id = "call_" + secrets.token_hex(8)
+        arguments = args.model_dump(mode="json")
+        tool_ctx = ToolContext(
+            tableau=services.tableau,
+            principal=principal,
+            call_id=call_id,
+            progress=Progress(mcp_ctx.report_progress),
+            approvals=governance,
+            run_approved=self.run_approved,
+        )
+        started = time.monotonic()
+        async with services.tableau.operation(call_id):
+            try:
+                governance.record_intent(call_id, principal, spec, arguments)
+            except AuditUnavailable as exc:
+                log.error("refusing %s: audit log unavailable: %s", spec.name, exc)
+                raise ToolError(
+                    "Refused: the audit log cannot be written, and no call runs unaudited. "
+                    "Ask the administrator to check the audit store."
+                ) from None
+            try:
+                result = await self._decide_and_run(spec, args, arguments, tool_ctx)
+            except ToolFailure as exc:
+                governance.record_outcome(call_id, spec, "error", started, error=str(exc))
+                raise ToolError(str(exc)) from None
+            except TableauError as exc:
+                governance.record_outcome(call_id, spec, "error", started, error=str(exc))
+                raise ToolError(str(exc)) from None
+            except _Denied as exc:
+                governance.record_outcome(call_id, spec, "denied", started, error=str(exc))
+                raise ToolError(str(exc)) from None
+            except anyio.get_cancelled_exc_class():
+                with anyio.CancelScope(shield=True):
+                    governance.record_outcome(call_id, spec, "cancelled", started)
+                raise
+            except Exception:
+                log.exception("tool %s failed unexpectedly (call %s)", spec.name, call_id)
+                governance.record_outcome(call_id, spec, "error", started, error="internal error")
+                raise ToolError(
+                    f"{spec.name} failed unexpectedly; the server log has the details under call id {call_id}."
+                ) from None
+            status = "pending_approval" if getattr(result, "status", None) == "pending_approval" else "ok"
+            governance.record_outcome(call_id, spec, status, started, summary=_summary(result))
+            return result
+
+    async def _decide_and_run(
+        self, spec: ToolSpec, args: BaseModel, arguments: dict[str, Any], ctx: ToolContext
+    ) -> BaseModel:
+        governance = self.live.governance
+        facts = await spec.facts(ctx, args) if spec.facts else {}
+        decision = governance.decide(ctx.principal, spec, arguments, facts, call_id=ctx.call_id)
+        if decision.effect == "deny":
+            raise _Denied(f"Not allowed by policy: {decision.reason}. Ask an administrator if this is needed.")
+        if decision.effect == "require_approval":
+            preview = await spec.preview(ctx, args) if spec.preview else f"Run {spec.name}."
+            request = governance.create_approval(ctx.principal, spec, arguments, preview, call_id=ctx.call_id)
+            pending = PendingApproval(
+                request_id=request.id,
+                preview=preview,
+                expires_at=request.expires_at,
+                message=(
+                    f"This change needs an administrator's approval ({decision.reason}). Request {request.id} is "
+                    "pending; an approver decides with `tableau-steward approvals approve`. Check its status and "
+                    "result with get_request."
+                ),
+            )
+            return result_model_for(spec)(status="pending_approval", approval=pending)
+        output = await spec.run(ctx, args)
+        return result_model_for(spec)(status="done", result=output) if spec.is_write else output
+
+    # -- approved requests -----------------------------------------------------------------------
+
+    async def run_approved(self, request_id: str | None = None) -> int:
+        """Claim and run approved requests (exactly once across processes); returns how many ran."""
+        services = self.services
+        if services is None:
+            return 0
+        ran = 0
+        for request in services.governance.approved_requests(request_id):
+            spec = self.specs.get(request.tool)
+            claimed = services.governance.claim(request) if spec else None
+            if claimed is None:
+                continue
+            ran += 1
+            await self._execute_claimed(spec, claimed)
+        return ran
+
+    async def _execute_claimed(self, spec: ToolSpec, request: Any) -> None:
+        governance = self.live.governance
+        call_id = "call_" + secrets.token_hex(8)
+        started = time.monotonic()
+        ctx = ToolContext(tableau=self.live.tableau, principal=request.requester, call_id=call_id, approvals=governance)
+        async with self.live.tableau.operation(call_id):
+            try:
+                governance.record_intent(call_id, request.requester, spec, request.arguments, approval_id=request.id)
+                args = spec.input_model.model_validate(request.arguments)
+                facts = await spec.facts(ctx, args) if spec.facts else {}
+                decision = governance.decide(request.requester, spec, request.arguments, facts, call_id=call_id)
+                if decision.effect == "deny":
+                    raise _Denied(f"the policy now denies this call: {decision.reason}")
+                output = await spec.run(ctx, args)
+            except (ToolFailure, TableauError, _Denied) as exc:
+                governance.finish_approval(request.id, ok=False, result=str(exc))
+                governance.record_outcome(call_id, spec, "error", started, error=str(exc), approval_id=request.id)
+                return
+            except Exception:
+                log.exception("approved request %s failed", request.id)
+                governance.finish_approval(request.id, ok=False, result="internal error; see the server log")
+                governance.record_outcome(call_id, spec, "error", started, error="internal error", approval_id=request.id)
+                return
+            governance.finish_approval(request.id, ok=True, result=output.model_dump_json())
+            governance.record_outcome(call_id, spec, "ok", started, summary=_summary(output), approval_id=request.id)
+
+    async def _run_approved_requests_forever(self) -> None:
+        while True:
+            try:
+                await self.run_approved()
+            except Exception:
+                log.exception("running approved requests failed; will try again")
+            await anyio.sleep(APPROVAL_POLL_SECONDS)
+
+
+class _Denied(Exception):
+    """The policy refused the call."""

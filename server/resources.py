@@ -1,0 +1,103 @@
+"""Resources and prompts for chat users: a site summary, the policy in force, and common questions."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import anyio
+from mcp.server import MCPServer
+
+SITE_SUMMARY_URI = "tableau://site/summary"
+POLICY_URI = "steward://policy"
+
+
+def register_resources_and_prompts(mcp: MCPServer, pipeline: Any) -> None:
+    @mcp.resource(
+        SITE_SUMMARY_URI,
+        name="site_summary",
+        title="Site summary",
+        description="Server version, counts of content, users and groups, and extract refreshes that failed in the last day.",
+        mime_type="application/json",
+    )
+    async def site_summary() -> str:
+        tableau = pipeline.live.tableau
+        async with tableau.operation("resource:" + SITE_SUMMARY_URI):
+            info = await tableau.server_info()
+            counts: dict[str, int] = {}
+
+            async def count(kind: str) -> None:
+                counts[kind + "s"] = await tableau.count_content(kind)
+
+            async with anyio.create_task_group() as tasks:
+                for kind in ("project", "workbook", "view", "datasource", "flow"):
+                    tasks.start_soon(count, kind)
+            users = await tableau.users_by_id()
+            groups = await tableau.list_groups()
+            since = (datetime.now(timezone.utc) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            failed = await tableau.list_jobs(filters=[("status", "eq", "Failed"), ("createdAt", "gte", since)])
+        summary = {
+            "site": info.site_name,
+            "site_content_url": info.site_content_url,
+            "product_version": info.product_version,
+            "api_version": info.api_version,
+            "counts": {**counts, "users": len(users), "groups": len(groups)},
+            "failed_refreshes_last_day": [
+                {"job_id": j.id, "target": j.target_name, "reason": (j.notes or "")[:200]} for j in failed[:20]
+            ],
+            "failed_refreshes_last_day_total": len(failed),
+        }
+        return json.dumps(summary, default=str, indent=1)
+
+    @mcp.resource(
+        POLICY_URI,
+        name="policy",
+        title="Policy in force",
+        description="What this server lets the caller do: the mode, which tools are allowed, gated or denied, and the rules.",
+        mime_type="application/json",
+    )
+    async def policy_in_force() -> str:
+        governance = pipeline.live.governance
+        return json.dumps(governance.describe_policy(governance.current_principal()), default=str, indent=1)
+
+    @mcp.prompt(
+        name="audit_project_ownership",
+        title="Audit ownership in a project",
+        description="Who owns the content of a project, and which of it belongs to inactive or unlicensed users.",
+    )
+    def audit_project_ownership(project: str, inactive_days: str = "90") -> str:
+        return (
+            f"Audit content ownership in the Tableau project '{project}' (including sub-projects).\n"
+            f"1. Call find_owners with project='{project}' and inactive_days={inactive_days}.\n"
+            "2. Summarise owners by number of items, and list the flagged owners (unlicensed, inactive, never "
+            "signed in, deleted) with what they own; use list_content with owner=<name> for details.\n"
+            "3. Recommend who should take over content owned by flagged owners. Do not change anything."
+        )
+
+    @mcp.prompt(
+        name="why_cannot_user_access",
+        title="Why can't this user see or do that?",
+        description="Explain a user's effective permissions on one item, with the deciding rule for each capability.",
+    )
+    def why_cannot_user_access(user: str, item: str, kind: str = "workbook") -> str:
+        return (
+            f"Explain why {user} can or cannot use the {kind} '{item}'.\n"
+            f"1. Call inspect_permissions with kind='{kind}', target='{item}', user='{user}'.\n"
+            "2. For each denied capability that matters (View, Download Full Data, Web Edit...), quote the "
+            "deciding reason (site role cap, a group Deny, no rule, a locked project...).\n"
+            "3. Say what an administrator would have to change, without changing anything yourself."
+        )
+
+    @mcp.prompt(
+        name="failed_refreshes",
+        title="Which extract refreshes failed recently?",
+        description="List failed extract refreshes with Tableau's reasons and who owns the affected content.",
+    )
+    def failed_refreshes(days: str = "1") -> str:
+        return (
+            f"List the extract refreshes that failed in the last {days} day(s).\n"
+            "1. Call list_jobs with status='Failed' and created_after set accordingly.\n"
+            "2. Group by target, quote Tableau's reason, and use find_owners or list_content to name the owner.\n"
+            "3. Suggest next steps (credentials, connectivity, query time limits)."
+        )

@@ -1,0 +1,138 @@
+"""`tableau-steward serve` and `tableau-steward demo`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+log = logging.getLogger("tableau_steward")
+
+DEMO_PAT_NAME = "steward-server"
+DEMO_PAT_SECRET = "demo-only-secret-not-for-production"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    serve = subparsers.add_parser("serve", help="Run the MCP server against the Tableau site in TABLEAU_* variables.")
+    _transport_arguments(serve)
+    serve.set_defaults(handler=run_serve)
+
+    demo = subparsers.add_parser("demo", help="Run the MCP server against an embedded emulated demo site.")
+    _transport_arguments(demo)
+    demo.add_argument("--size", choices=("demo", "large"), default="demo", help="Which emulated site to build.")
+    demo.add_argument("--latency-ms", type=int, default=0, help="Latency the emulated site adds to each request.")
+    demo.add_argument("--job-speed", type=float, default=1.0, help="How fast emulated jobs run (2 = twice as fast).")
+    demo.set_defaults(handler=run_demo)
+
+
+def _transport_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--transport", choices=("stdio", "http"), default="stdio")
+    parser.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default loopback).")
+    parser.add_argument("--port", type=int, default=8765, help="HTTP port (default 8765).")
+    parser.add_argument(
+        "--policy",
+        default=os.environ.get("STEWARD_POLICY", "policies.yaml"),
+        help="Policy file (default: $STEWARD_POLICY or ./policies.yaml).",
+    )
+    parser.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="Serve HTTP without bearer tokens; allowed on loopback only, as the local principal.",
+    )
+    parser.add_argument("--log-level", default=os.environ.get("STEWARD_LOG_LEVEL", "INFO"))
+
+
+def _configure_logging(level: str) -> None:
+    # stderr only: in stdio mode stdout is the MCP wire.
+    logging.basicConfig(stream=sys.stderr, level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _services_factory(settings, args: argparse.Namespace):
+    from server.governed import Governance
+    from server.pipeline import Services
+    from server.tableau import TableauClient
+
+    @asynccontextmanager
+    async def open_services() -> AsyncIterator[Services]:
+        governance = Governance.open(Path(args.policy), transport=args.transport, no_auth=args.no_auth, host=args.host)
+        try:
+            async with TableauClient(settings) as client:
+                yield Services(tableau=client, governance=governance)
+        finally:
+            governance.close()
+
+    return open_services
+
+
+def _check_http_binding(args: argparse.Namespace) -> None:
+    loopback = args.host in ("127.0.0.1", "localhost", "::1")
+    if args.transport == "http" and args.no_auth and not loopback:
+        raise SystemExit("--no-auth is only allowed when binding to loopback (127.0.0.1, localhost or ::1).")
+
+
+def _serve(settings, args: argparse.Namespace) -> int:
+    from server.app import build_server
+    from server.governed import Governance, PolicyError
+
+    _check_http_binding(args)
+    try:
+        Governance.check(Path(args.policy), transport=args.transport, no_auth=args.no_auth, host=args.host)
+    except PolicyError as exc:
+        print(f"tableau-steward: {exc}", file=sys.stderr)
+        return 2
+    mcp = build_server(_services_factory(settings, args))
+    if args.transport == "stdio":
+        mcp.run("stdio")
+    else:
+        log.info("serving MCP over streamable HTTP at http://%s:%d/mcp", args.host, args.port)
+        mcp.run("streamable-http", host=args.host, port=args.port, streamable_http_path="/mcp")
+    return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from server.config import ConfigError, Settings
+
+    _configure_logging(args.log_level)
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"tableau-steward: {exc}", file=sys.stderr)
+        return 2
+    return _serve(settings, args)
+
+
+def client_instructions(args: argparse.Namespace) -> str:
+    """How to connect an MCP client to this server: a desktop-client JSON snippet, or the HTTP URL."""
+    if args.transport == "http":
+        auth = " (no bearer token: --no-auth on loopback)" if args.no_auth else " (send Authorization: Bearer <token>)"
+        return f"MCP endpoint: http://{args.host}:{args.port}/mcp{auth}"
+    snippet = {
+        "mcpServers": {
+            "tableau-steward": {
+                "command": str(Path(sys.executable).with_name("tableau-steward")),
+                "args": ["demo", "--transport", "stdio", "--policy", str(Path(args.policy).resolve())],
+            }
+        }
+    }
+    return "Claude Desktop style configuration:\n" + json.dumps(snippet, indent=2)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from emulator.generator import build_site
+    from emulator.model import PersonalAccessToken
+    from emulator.runner import EmulatorServer
+    from server.config import Settings
+
+    _configure_logging(args.log_level)
+    site = build_site(args.size)
+    site.pats[DEMO_PAT_NAME] = PersonalAccessToken(DEMO_PAT_NAME, DEMO_PAT_SECRET, site.site_admin().id)
+    with EmulatorServer(site, latency_ms=args.latency_ms, job_speed=args.job_speed) as emulator:
+        settings = Settings.for_pat(emulator.url, site.content_url, DEMO_PAT_NAME, DEMO_PAT_SECRET)
+        print(f"Emulated Tableau site '{site.content_url}' at {emulator.url}", file=sys.stderr)
+        print(client_instructions(args), file=sys.stderr)
+        return _serve(settings, args)

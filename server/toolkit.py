@@ -1,0 +1,82 @@
+"""What a tool is: a typed spec that the server turns into an MCP tool behind one governed call path.
+
+Tools never register themselves with MCP. Each tool module exposes `ToolSpec` objects and
+`tools/registry.py` lists them all; `server/app.py` builds the MCP tools from that list, so
+policy, approval, execution and audit are applied to every call in exactly one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from mcp.types import ToolAnnotations
+from pydantic import BaseModel
+
+Effect = Literal["read", "write"]
+
+# The four hints are always set explicitly: MCP's defaults (destructive, open world) are wrong for us.
+READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+WRITE_IDEMPOTENT = ToolAnnotations(
+    read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+)
+
+
+class ToolFailure(Exception):
+    """An error the model can act on: what went wrong and what to do next.
+
+    The call path turns it into an MCP tool error (`isError: true`) with this text.
+    """
+
+
+@dataclass
+class Progress:
+    """Reports progress to the MCP client when it asked for it; a no-op otherwise."""
+
+    report: Callable[[float, float | None, str | None], Awaitable[None]]
+
+    async def __call__(self, done: float, total: float | None = None, message: str | None = None) -> None:
+        await self.report(done, total, message)
+
+
+async def _no_progress(done: float, total: float | None, message: str | None) -> None:
+    return None
+
+
+@dataclass
+class ToolContext:
+    """What a tool body may use: the Tableau client, the caller and a progress reporter."""
+
+    tableau: Any  # server.tableau.TableauClient; Any keeps tools importable without a live site
+    principal: str
+    call_id: str
+    progress: Progress = field(default_factory=lambda: Progress(_no_progress))
+    approvals: Any = None  # the governance adapter, for get_request
+    # Claims and runs an approved request now (exactly once across processes); set by the call path.
+    run_approved: Callable[[str], Awaitable[int]] | None = None
+
+
+ToolBody = Callable[[ToolContext, Any], Awaitable[BaseModel]]
+# Resolves the facts the policy conditions need (target project path, group name, ...).
+FactsFn = Callable[[ToolContext, Any], Awaitable[dict[str, Any]]]
+# Describes, from the site's current state, what approving a gated call would change.
+PreviewFn = Callable[[ToolContext, Any], Awaitable[str]]
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    name: str
+    title: str
+    description: str
+    input_model: type[BaseModel]
+    output_model: type[BaseModel]
+    effect: Effect
+    annotations: ToolAnnotations
+    run: ToolBody
+    facts: FactsFn | None = None
+    preview: PreviewFn | None = None
+
+    @property
+    def is_write(self) -> bool:
+        return self.effect != "read"

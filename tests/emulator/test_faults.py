@@ -1,0 +1,126 @@
+"""Injected faults and knobs, and the exception TSC 0.42 raises for each; the control API over HTTP."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+import tableauserverclient as TSC
+from tableauserverclient.server.endpoint.exceptions import InternalServerError
+
+from emulator.testing import signed_in_server, start_emulator
+
+
+def test_429_with_retry_after_seconds(small_emulator, small_server):
+    small_emulator.control.inject_429(1, retry_after=7)
+    with pytest.raises(TSC.ServerResponseError) as caught:
+        small_server.workbooks.get()
+    assert caught.value.code == "429000"
+    small_server.workbooks.get()  # the fault was for one request only
+    url = f"{small_emulator.url}/api/3.24/sites/{small_server.site_id}/workbooks"
+    small_emulator.control.inject_429(1, retry_after=7)
+    reply = requests.get(url, headers={"x-tableau-auth": small_server.auth_token}, timeout=10)
+    assert reply.status_code == 429 and reply.headers["Retry-After"] == "7"
+
+
+def test_429_without_retry_after_and_with_body_hint(small_emulator, small_server):
+    url = f"{small_emulator.url}/api/3.24/sites/{small_server.site_id}/projects"
+    headers = {"x-tableau-auth": small_server.auth_token}
+    small_emulator.control.inject_429(1)
+    plain = requests.get(url, headers=headers, timeout=10)
+    assert plain.status_code == 429 and "Retry-After" not in plain.headers
+    small_emulator.control.inject_429(1, retry_after=None, body_hint=True)
+    with pytest.raises(TSC.ServerResponseError) as caught:
+        small_server.projects.get()
+    assert caught.value.code == "429000"
+    assert "retry after 1 minutes" in caught.value.detail
+
+
+def test_429_with_http_date(small_emulator, small_server):
+    small_emulator.control.inject_429(1, retry_after="date")
+    reply = requests.get(f"{small_emulator.url}/api/3.24/serverInfo", timeout=10)
+    assert reply.status_code == 429 and reply.headers["Retry-After"].endswith("GMT")
+
+
+def test_rate_based_429(small_emulator, small_server):
+    small_emulator.control.rate_429(every=3)
+    outcomes = []
+    for _ in range(6):
+        try:
+            small_server.projects.get()
+            outcomes.append("ok")
+        except TSC.ServerResponseError as err:
+            outcomes.append(err.code)
+    assert outcomes == ["ok", "ok", "429000", "ok", "ok", "429000"]
+    small_emulator.control.rate_429(0)
+    small_server.projects.get()
+
+
+def test_5xx_raises_internal_server_error(small_emulator, small_server):
+    small_emulator.control.inject_5xx(2, status=502)
+    for _ in range(2):
+        with pytest.raises(InternalServerError) as caught:
+            small_server.workbooks.get()
+        assert caught.value.code == 502
+    small_server.workbooks.get()
+
+
+def test_latency_and_client_timeout():
+    with start_emulator() as emu:
+        server = signed_in_server(emu, timeout=0.3)
+        emu.control.set_latency(1500)
+        with pytest.raises(requests.exceptions.ReadTimeout):
+            server.workbooks.get()
+        emu.control.set_latency(0)
+
+
+def test_request_log_records_api_calls_not_control_calls(small_emulator, small_server):
+    small_emulator.control.reset_request_log()
+    small_server.workbooks.get()
+    requests.get(f"{small_emulator.url}/_emulator/state", timeout=10)
+    log = small_emulator.request_log
+    assert [(e.method, e.status) for e in log] == [("GET", 200)]
+    assert log[0].path.endswith("/workbooks") and log[0].duration_ms >= 0
+
+
+def test_control_api_over_http(small_emulator, small_server):
+    base = f"{small_emulator.url}/_emulator"
+    assert requests.put(f"{base}/latency", json={"ms": 5}, timeout=10).json() == {"ms": 5.0}
+    assert small_emulator.control.latency_ms == 5.0
+    assert requests.get(f"{base}/latency", timeout=10).json() == {"ms": 5.0}
+    requests.put(f"{base}/latency", json={"ms": 0}, timeout=10)
+
+    assert requests.post(f"{base}/faults/429", json={"count": 2, "retry_after": 3}, timeout=10).ok
+    assert small_emulator.control.pending_faults() == 2
+    assert requests.delete(f"{base}/faults", timeout=10).ok
+    assert small_emulator.control.pending_faults() == 0
+    assert requests.post(f"{base}/faults/5xx", json={"count": 1}, timeout=10).ok
+    with pytest.raises(InternalServerError) as caught:
+        small_server.projects.get()
+    assert caught.value.code == 503
+    assert requests.post(f"{base}/faults/429/rate", json={"every": 0}, timeout=10).ok
+
+    assert requests.put(f"{base}/job-speed", json={"speed": 25}, timeout=10).json() == {"speed": 25.0}
+    assert small_emulator.app.clock.speed == 25.0
+    assert requests.put(f"{base}/site", json={"run_now_enabled": False}, timeout=10).ok
+    assert small_emulator.state.run_now_enabled is False
+
+    assert requests.get(f"{base}/requests", timeout=10).json()[-1]["status"] == 503
+    assert requests.delete(f"{base}/requests", timeout=10).ok
+    assert small_emulator.request_log == []
+
+    assert requests.post(f"{base}/sessions/expire", timeout=10).json() == {"expired": 1}
+    with pytest.raises(TSC.FailedSignInError):
+        small_server.projects.get()
+    assert requests.get(f"{base}/nope", timeout=10).status_code == 404
+    assert requests.put(f"{base}/latency", json={"ms": -1}, timeout=10).status_code == 400
+
+
+def test_html_429_is_a_non_xml_error(small_emulator, small_server):
+    small_emulator.control.inject_429(1, html=True)
+    with pytest.raises(TSC.server.endpoint.exceptions.NonXMLResponseError):
+        small_server.workbooks.get()
+
+
+def test_job_speed_knob_reaches_the_clock(small_emulator):
+    small_emulator.control.job_speed = 3.5
+    assert small_emulator.app.clock.speed == 3.5

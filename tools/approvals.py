@@ -1,0 +1,63 @@
+"""Approvals toolset: get_request lets the requester follow a gated write. Nothing here approves anything."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from server.toolkit import READ_ONLY, ToolContext, ToolFailure, ToolSpec
+
+
+class GetRequestInput(BaseModel):
+    request_id: str = Field(description="The id from a pending_approval result, e.g. 'apr_…'.")
+
+
+class ApprovalDecision(BaseModel):
+    approver: str
+    decision: str
+    reason: str | None = None
+    at: datetime | None = None
+
+
+class GetRequestOutput(BaseModel):
+    request_id: str
+    tool: str
+    arguments: dict[str, Any]
+    status: str = Field(description="pending, approved, denied, expired, executing, executed or failed.")
+    preview: str
+    requested_by: str
+    created_at: datetime
+    expires_at: datetime
+    decisions: list[ApprovalDecision]
+    result: Any | None = Field(None, description="What the change did (or why it failed), once it ran.")
+    message: str
+
+
+async def get_request(ctx: ToolContext, args: GetRequestInput) -> GetRequestOutput:
+    request = ctx.approvals.get_request(args.request_id.strip())
+    if request is None or request.requester != ctx.principal:
+        # Someone else's request id is answered like an unknown one.
+        raise ToolFailure(f"No approval request '{args.request_id}' of yours exists. Check the id you were given.")
+    if request.status == "approved" and ctx.run_approved is not None:
+        await ctx.run_approved(request.id)
+        request = ctx.approvals.get_request(request.id)
+    return GetRequestOutput(**ctx.approvals.request_view(request))
+
+
+GET_REQUEST = ToolSpec(
+    name="get_request",
+    title="Get an approval request",
+    description=(
+        "Follow a change that needed an administrator's approval: its status (pending, approved, denied, "
+        "expired, executed, failed), the preview, who decided and why, and the result once it ran. Only the "
+        "requester can see a request; nothing you send can approve it.\n"
+        'Example: {"request_id": "apr_3kf9..."}.'
+    ),
+    input_model=GetRequestInput,
+    output_model=GetRequestOutput,
+    effect="read",
+    annotations=READ_ONLY,
+    run=get_request,
+)

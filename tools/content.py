@@ -1,0 +1,340 @@
+"""Content toolset: list_content and find_owners."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from server.toolkit import READ_ONLY, ToolContext, ToolFailure, ToolSpec
+from tools.common import decode_cursor, in_project, json_size, page_within_budget, resolve_one, utc
+
+ContentKind = Literal["workbook", "view", "datasource", "flow", "project"]
+SortKey = Literal["name", "updated_at", "created_at", "size", "project", "owner"]
+# What "all content" means for ownership questions: views belong to their workbook's owner.
+OWNED_KINDS: tuple[ContentKind, ...] = ("workbook", "datasource", "flow", "project")
+
+
+class ContentFilters(BaseModel):
+    project: str | None = Field(
+        None,
+        description="Project path such as 'Sales' or 'Sales/EMEA'; sub-projects are included.",
+        examples=["Finance"],
+    )
+    owner: str | None = Field(None, description="Owner's sign-in name, email or display name.")
+    tag: str | None = Field(None, description="Only items carrying this tag.")
+    name: str | None = Field(None, description="Item name to match (see name_match).")
+    name_match: Literal["contains", "exact"] = Field("contains", description="How `name` matches.")
+    updated_before: datetime | None = Field(None, description="ISO 8601; only items last updated before this.")
+    updated_after: datetime | None = Field(None, description="ISO 8601; only items last updated after this.")
+
+
+class ListContentInput(ContentFilters):
+    kind: ContentKind = Field("workbook", description="Which kind of content to list.")
+    sort_by: SortKey = Field("name", description="Sort key.")
+    descending: bool = Field(False, description="Sort in descending order.")
+    limit: int = Field(50, ge=1, le=500, description="Items per page (at most 500).")
+    cursor: str | None = Field(None, description="`next_cursor` from the previous page, with the same filters.")
+
+
+class ContentItem(BaseModel):
+    kind: ContentKind
+    id: str
+    name: str
+    project_path: str | None = None
+    owner: str | None = Field(None, description="Owner's sign-in name.")
+    owner_email: str | None = None
+    updated_at: datetime | None = None
+    created_at: datetime | None = None
+    size_mb: int | None = None
+    has_extracts: bool | None = None
+    workbook: str | None = Field(None, description="For views: the workbook they belong to.")
+    total_views: int | None = Field(None, description="For views: how often it was viewed.")
+    sheet_count: int | None = Field(None, description="For workbooks: how many views it has.")
+    datasource_type: str | None = None
+    lock_mode: str | None = Field(None, description="For projects: how content permissions are managed.")
+    tags: list[str] = Field(default_factory=list)
+
+
+class ListContentOutput(BaseModel):
+    kind: ContentKind
+    items: list[ContentItem]
+    total: int = Field(description="How many items match the filters in all.")
+    next_cursor: str | None = Field(None, description="Pass as `cursor` to get the next page; null when done.")
+
+
+def _server_filters(kind: ContentKind, filters: ContentFilters) -> list[tuple[str, str, str]]:
+    """The filters Tableau can apply itself, so fewer pages cross the wire; the rest apply locally."""
+    pushed: list[tuple[str, str, str]] = []
+    if filters.name and filters.name_match == "exact" and "," not in filters.name and ":" not in filters.name:
+        pushed.append(("name", "eq", filters.name))
+    if kind in ("workbook", "datasource", "view") and filters.tag and "," not in filters.tag:
+        pushed.append(("tags", "eq", filters.tag))
+    if kind != "flow":
+        if filters.updated_after:
+            pushed.append(("updatedAt", "gte", utc(filters.updated_after).strftime("%Y-%m-%dT%H:%M:%SZ")))
+        if filters.updated_before:
+            pushed.append(("updatedAt", "lt", utc(filters.updated_before).strftime("%Y-%m-%dT%H:%M:%SZ")))
+    return pushed
+
+
+async def resolve_owner(ctx: ToolContext, owner: str) -> Any:
+    users = list((await ctx.tableau.users_by_id()).values())
+    return resolve_one(
+        owner,
+        users,
+        what="user",
+        keys=lambda u: (u.id, u.name, u.email or "", u.full_name or ""),
+        describe=lambda u: f"{u.full_name or u.name} <{u.email or u.name}> (id {u.id}, {u.site_role})",
+        hint="Use list_users to find the exact sign-in name.",
+    )
+
+
+async def select_content(ctx: ToolContext, kind: ContentKind, filters: ContentFilters) -> list[Any]:
+    """All records of `kind` matching `filters`, with `project_path` filled in."""
+    owner_id = (await resolve_owner(ctx, filters.owner)).id if filters.owner else None
+    tree = await ctx.tableau.project_tree()
+    if filters.project and not any(in_project(path, filters.project) for path in tree.paths().values()):
+        known = sorted(tree.paths().values())
+        from tools.common import closest
+
+        suggestions = ", ".join(repr(p) for p in closest(filters.project, known)) or "none"
+        raise ToolFailure(
+            f"No project with path '{filters.project}'. Closest project paths: {suggestions}. "
+            "Use list_content with kind='project' to see all project paths."
+        )
+    records = await ctx.tableau.list_content(kind, filters=_server_filters(kind, filters))
+    after, before = utc(filters.updated_after), utc(filters.updated_before)
+    wanted_name = filters.name.lower() if filters.name else None
+    selected = []
+    for record in records:
+        path = tree.path_of(record.id if kind == "project" else record.project_id)
+        if not in_project(path, filters.project):
+            continue
+        if owner_id and record.owner_id != owner_id:
+            continue
+        if filters.tag and filters.tag.lower() not in {t.lower() for t in record.tags or ()}:
+            continue
+        if wanted_name is not None:
+            name = record.name.lower()
+            if (filters.name_match == "exact" and name != wanted_name) or wanted_name not in name:
+                continue
+        if after and (record.updated_at is None or record.updated_at < after):
+            continue
+        if before and (record.updated_at is None or record.updated_at >= before):
+            continue
+        selected.append((record, path))
+    return selected
+
+
+def _item(kind: ContentKind, record: Any, path: str | None) -> ContentItem:
+    return ContentItem(
+        kind=kind,
+        id=record.id,
+        name=record.name,
+        project_path=path,
+        owner=record.owner_name,
+        owner_email=record.owner_email,
+        updated_at=record.updated_at,
+        created_at=record.created_at,
+        size_mb=getattr(record, "size", None) if kind in ("workbook", "datasource") else None,
+        has_extracts=getattr(record, "has_extracts", None) if kind in ("workbook", "datasource") else None,
+        workbook=getattr(record, "workbook_name", None) if kind == "view" else None,
+        total_views=getattr(record, "total_view_count", None) if kind == "view" else None,
+        sheet_count=getattr(record, "sheet_count", None) if kind == "workbook" else None,
+        datasource_type=getattr(record, "type", None) if kind == "datasource" else None,
+        lock_mode=getattr(record, "content_permissions", None) if kind == "project" else None,
+        tags=sorted(record.tags or ()),
+    )
+
+
+def _sort_key(sort_by: SortKey):
+    oldest = datetime.min.replace(tzinfo=timezone.utc)
+    keys = {
+        "name": lambda i: (i.name.lower(), i.id),
+        "updated_at": lambda i: (i.updated_at or oldest, i.id),
+        "created_at": lambda i: (i.created_at or oldest, i.id),
+        "size": lambda i: (i.size_mb or 0, i.id),
+        "project": lambda i: ((i.project_path or "").lower(), i.name.lower(), i.id),
+        "owner": lambda i: ((i.owner or "").lower(), i.name.lower(), i.id),
+    }
+    return keys[sort_by]
+
+
+async def list_content(ctx: ToolContext, args: ListContentInput) -> ListContentOutput:
+    query = args.model_dump(mode="json", exclude={"cursor", "limit"})
+    offset = decode_cursor(args.cursor, query)
+    selected = await select_content(ctx, args.kind, args)
+    items = sorted((_item(args.kind, r, p) for r, p in selected), key=_sort_key(args.sort_by), reverse=args.descending)
+    page, next_cursor = page_within_budget(items, offset, args.limit, query, json_size)
+    return ListContentOutput(kind=args.kind, items=page, total=len(items), next_cursor=next_cursor)
+
+
+LIST_CONTENT = ToolSpec(
+    name="list_content",
+    title="List Tableau content",
+    description=(
+        "List workbooks, views, data sources, flows or projects on the Tableau site, filtered by project path "
+        "(sub-projects included), owner, tag, name and last-update time, sorted and paged. Returns each item's "
+        "id, name, full project path, owner, update time and kind-specific facts (size, extracts, view counts), "
+        "plus `total` matches and `next_cursor` for more.\n"
+        'Example: {"kind": "workbook", "project": "Finance", "updated_before": "2025-01-01T00:00:00Z", '
+        '"sort_by": "updated_at"} lists Finance workbooks not updated since 2025.'
+    ),
+    input_model=ListContentInput,
+    output_model=ListContentOutput,
+    effect="read",
+    annotations=READ_ONLY,
+    run=list_content,
+)
+
+
+class FindOwnersInput(ContentFilters):
+    kind: ContentKind | Literal["all"] = Field(
+        "all", description="Which content to consider; 'all' means workbooks, data sources, flows and projects."
+    )
+    inactive_days: int = Field(90, ge=1, le=3650, description="Flag owners who have not signed in for this many days.")
+    only_flagged: bool = Field(
+        False, description="Only owners who are unlicensed, inactive, never signed in, or no longer exist."
+    )
+    limit: int = Field(25, ge=1, le=200, description="Owners per page.")
+    cursor: str | None = Field(None, description="`next_cursor` from the previous page, with the same filters.")
+
+
+OwnerFlag = Literal["unlicensed", "inactive", "never_signed_in", "deleted_user"]
+
+
+class OwnerSummary(BaseModel):
+    user_id: str
+    name: str | None = Field(None, description="Sign-in name; null when the user no longer exists.")
+    full_name: str | None = None
+    email: str | None = None
+    site_role: str | None = None
+    last_login: datetime | None = None
+    days_since_login: int | None = None
+    item_count: int
+    counts_by_kind: dict[str, int]
+    flags: list[OwnerFlag]
+    examples: list[str] = Field(description="A few of the items they own, as 'kind: project/name'.")
+
+
+class FindOwnersOutput(BaseModel):
+    owners: list[OwnerSummary]
+    total_owners: int
+    total_items: int
+    flagged_owners: int = Field(description="Owners with at least one flag, across all pages.")
+    items_owned_by_flagged: int
+    inactive_days: int
+    next_cursor: str | None = None
+
+
+def _flags(user: Any, inactive_days: int, now: datetime) -> tuple[list[OwnerFlag], int | None]:
+    if user is None:
+        return ["deleted_user"], None
+    flags: list[OwnerFlag] = []
+    if user.site_role == "Unlicensed":
+        flags.append("unlicensed")
+    if user.last_login is None:
+        flags.append("never_signed_in")
+        return flags, None
+    days = (now - user.last_login).days
+    if days >= inactive_days:
+        flags.append("inactive")
+    return flags, days
+
+
+async def find_owners(ctx: ToolContext, args: FindOwnersInput) -> FindOwnersOutput:
+    query = args.model_dump(mode="json", exclude={"cursor", "limit"})
+    offset = decode_cursor(args.cursor, query)
+    kinds = OWNED_KINDS if args.kind == "all" else (args.kind,)
+    owned: dict[str, list[tuple[str, Any, str | None]]] = defaultdict(list)
+    for kind in kinds:
+        for record, path in await select_content(ctx, kind, args):
+            owned[record.owner_id].append((kind, record, path))
+    users = await ctx.tableau.users_by_id()
+    now = datetime.now(timezone.utc)
+    summaries = []
+    for owner_id, items in owned.items():
+        user = users.get(owner_id)
+        flags, days = _flags(user, args.inactive_days, now)
+        summaries.append(
+            OwnerSummary(
+                user_id=owner_id,
+                name=user.name if user else None,
+                full_name=user.full_name if user else None,
+                email=user.email if user else None,
+                site_role=user.site_role if user else None,
+                last_login=user.last_login if user else None,
+                days_since_login=days,
+                item_count=len(items),
+                counts_by_kind=dict(Counter(kind for kind, _, _ in items)),
+                flags=flags,
+                examples=[f"{kind}: {path + '/' if path and kind != 'project' else ''}{r.name}" for kind, r, path in items[:3]],
+            )
+        )
+    flagged = [s for s in summaries if s.flags]
+    shown = flagged if args.only_flagged else summaries
+    shown.sort(key=lambda s: (-s.item_count, (s.name or "").lower(), s.user_id))
+    page, next_cursor = page_within_budget(shown, offset, args.limit, query, json_size)
+    return FindOwnersOutput(
+        owners=page,
+        total_owners=len(shown),
+        total_items=sum(s.item_count for s in shown),
+        flagged_owners=len(flagged),
+        items_owned_by_flagged=sum(s.item_count for s in flagged),
+        inactive_days=args.inactive_days,
+        next_cursor=next_cursor,
+    )
+
+
+FIND_OWNERS = ToolSpec(
+    name="find_owners",
+    title="Find content owners",
+    description=(
+        "Who owns the content selected by the same filters as list_content (or all content), grouped by owner "
+        "with counts per kind, email, site role and last sign-in, flagging owners who are Unlicensed, have not "
+        "signed in for `inactive_days` (default 90), never signed in, or no longer exist. Use it for governance "
+        "questions such as 'content owned by inactive users'.\n"
+        'Example: {"project": "Finance", "only_flagged": true} lists who owns Finance content and has left or '
+        "gone quiet."
+    ),
+    input_model=FindOwnersInput,
+    output_model=FindOwnersOutput,
+    effect="read",
+    annotations=READ_ONLY,
+    run=find_owners,
+)
+
+
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+
+
+async def resolve_content(
+    ctx: ToolContext, kind: ContentKind, target: str, project: str | None = None
+) -> tuple[Any, str | None]:
+    """One item of `kind` by id, or by name within an optional project path; returns (record, project path)."""
+    import re
+
+    tree = await ctx.tableau.project_tree()
+    target = target.strip()
+    if re.match(UUID_PATTERN, target):
+        record = await ctx.tableau.get_content(kind, target)
+        return record, tree.path_of(record.id if kind == "project" else record.project_id)
+    filters = ContentFilters(project=project, name=target, name_match="exact")
+    exact = await select_content(ctx, kind, filters)
+    if len(exact) == 1:
+        return exact[0]
+    if len(exact) > 1:
+        listed = "; ".join(f"'{p}/{r.name}' (id {r.id})" for r, p in exact[:10])
+        raise ToolFailure(
+            f"{len(exact)} {kind}s are named '{target}': {listed}. Pass `project` with the project path, or the id."
+        )
+    everything = await select_content(ctx, kind, ContentFilters(project=project))
+    from tools.common import closest
+
+    suggestions = closest(target, [r.name for r, _ in everything])
+    where = f" in project '{project}'" if project else ""
+    hint = f" Closest names: {', '.join(repr(s) for s in suggestions)}." if suggestions else ""
+    raise ToolFailure(f"No {kind} named '{target}'{where}.{hint} Use list_content to browse.")

@@ -1,0 +1,99 @@
+"""Group membership toolset: add_user_to_group (a governed write)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from server.toolkit import WRITE_IDEMPOTENT, ToolContext, ToolFailure, ToolSpec
+from tools.directory import resolve_group, resolve_user
+
+
+class AddUserToGroupInput(BaseModel):
+    user: str = Field(description="The user's sign-in name, email or id.", examples=["sam.lee@example.com"])
+    group: str = Field(description="The group's name or id.", examples=["Marketing"])
+
+
+class Membership(BaseModel):
+    user_id: str
+    user: str
+    user_site_role: str
+    group_id: str
+    group: str
+    group_member_count: int
+
+
+class AddUserToGroupOutput(BaseModel):
+    status: Literal["added", "no_change"]
+    membership: Membership
+    message: str
+
+
+async def _resolve(ctx: ToolContext, args: AddUserToGroupInput) -> tuple[Any, Any]:
+    return await resolve_user(ctx, args.user), await resolve_group(ctx, args.group)
+
+
+async def _is_member(ctx: ToolContext, group_id: str, user_id: str) -> tuple[bool, int]:
+    members = await ctx.tableau.group_members(group_id)
+    return any(m.id == user_id for m in members), len(members)
+
+
+async def add_user_to_group(ctx: ToolContext, args: AddUserToGroupInput) -> AddUserToGroupOutput:
+    user, group = await _resolve(ctx, args)
+    if user.site_role == "Unlicensed" and not group.minimum_site_role:
+        raise ToolFailure(
+            f"{user.name} is Unlicensed and group '{group.name}' grants no license on sign-in, so membership "
+            "would give them no access. Ask an administrator to set their site role first, or choose a group "
+            "with a minimum site role."
+        )
+    added = await ctx.tableau.add_group_member(group.id, user.id)
+    _, count = await _is_member(ctx, group.id, user.id)
+    membership = Membership(
+        user_id=user.id,
+        user=user.name,
+        user_site_role=user.site_role,
+        group_id=group.id,
+        group=group.name,
+        group_member_count=count,
+    )
+    if not added:
+        return AddUserToGroupOutput(
+            status="no_change", membership=membership, message=f"{user.name} was already a member of {group.name}."
+        )
+    return AddUserToGroupOutput(
+        status="added", membership=membership, message=f"Added {user.name} to {group.name} ({count} members now)."
+    )
+
+
+async def add_user_facts(ctx: ToolContext, args: AddUserToGroupInput) -> dict[str, Any]:
+    user, group = await _resolve(ctx, args)
+    return {"group_name": group.name, "target_user_site_role": user.site_role, "target_user": user.name}
+
+
+async def add_user_preview(ctx: ToolContext, args: AddUserToGroupInput) -> str:
+    user, group = await _resolve(ctx, args)
+    member, count = await _is_member(ctx, group.id, user.id)
+    who = f"{user.full_name or user.name} <{user.name}> ({user.site_role})"
+    if member:
+        return f"{who} is already in {group.name} ({count} members); approving changes nothing."
+    return f"{who} is not in {group.name} ({count} members); approving adds them."
+
+
+ADD_USER_TO_GROUP = ToolSpec(
+    name="add_user_to_group",
+    title="Add a user to a group",
+    description=(
+        "Add a user to a group. Already being a member is success with status 'no_change'. Returns the "
+        "membership as it now stands. Depending on the site's policy the change may need an administrator's "
+        "approval: then the result has status 'pending_approval' and a request id to check with get_request.\n"
+        'Example: {"user": "sam.lee@example.com", "group": "Marketing"}.'
+    ),
+    input_model=AddUserToGroupInput,
+    output_model=AddUserToGroupOutput,
+    effect="write",
+    annotations=WRITE_IDEMPOTENT,
+    run=add_user_to_group,
+    facts=add_user_facts,
+    preview=add_user_preview,
+)

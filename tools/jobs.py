@@ -1,0 +1,267 @@
+"""Jobs toolset: refresh_and_wait, get_job and list_jobs."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any, Literal
+
+import anyio
+from pydantic import BaseModel, Field
+
+from server.toolkit import READ_ONLY, WRITE_IDEMPOTENT, ToolContext, ToolFailure, ToolSpec
+from tools.common import decode_cursor, json_size, page_within_budget, utc
+from tools.content import resolve_content
+
+log = logging.getLogger(__name__)
+
+JobStatus = Literal["Pending", "InProgress", "Success", "Failed", "Cancelled"]
+# Like TSC's wait_for_job (0.5 s growing 1.4x) but capped lower, so a 10-minute refresh costs ~45 polls.
+POLL_START, POLL_GROWTH, POLL_CAP = 0.5, 1.4, 15.0
+
+
+class JobItem(BaseModel):
+    id: str
+    status: str
+    job_type: str | None = None
+    target_kind: str | None = None
+    target_id: str | None = None
+    target_name: str | None = None
+    progress: int | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    finish_code: int | None = None
+    notes: str | None = Field(None, description="Tableau's explanation, e.g. why a refresh failed.")
+
+
+def job_item(job: Any) -> JobItem:
+    return JobItem(
+        id=job.id,
+        status=job.status,
+        job_type=job.job_type,
+        target_kind=job.target_kind,
+        target_id=job.target_id,
+        target_name=job.target_name,
+        progress=job.progress,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        completed_at=job.completed_at,
+        finish_code=job.finish_code,
+        notes=job.notes or None,
+    )
+
+
+class RefreshInput(BaseModel):
+    kind: Literal["workbook", "datasource"] = Field(description="What to refresh.")
+    target: str = Field(description="The workbook's or data source's name or id.", examples=["Sales Pipeline"])
+    project: str | None = Field(None, description="Project path, to pick one item when the name is not unique.")
+    incremental: bool = Field(False, description="Incremental instead of full refresh.")
+    timeout_seconds: int = Field(600, ge=1, le=7200, description="How long to wait for the job (at most 7200).")
+
+
+class RefreshOutput(BaseModel):
+    outcome: Literal["succeeded", "failed", "cancelled", "timed_out"]
+    job_id: str
+    kind: Literal["workbook", "datasource"]
+    target_id: str
+    target: str = Field(description="project path/name of what was refreshed")
+    attached_to_existing_job: bool = Field(description="True when a refresh was already queued and we waited for it.")
+    reason: str | None = Field(None, description="Tableau's reason when the refresh failed or was cancelled.")
+    queued_seconds: float | None = None
+    run_seconds: float | None = None
+    waited_seconds: float
+    message: str
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    return (end - start).total_seconds() if start and end else None
+
+
+def _outcome(job: Any) -> Literal["succeeded", "failed", "cancelled"]:
+    if job.finish_code in (0, 3) or job.status == "Success":
+        return "succeeded"
+    if job.finish_code == 2 or job.status == "Cancelled":
+        return "cancelled"
+    return "failed"
+
+
+async def _wait(ctx: ToolContext, job_id: str, timeout: float) -> tuple[Any, bool]:
+    """Poll until the job completes or the timeout passes; returns (job, completed)."""
+    deadline = time.monotonic() + timeout
+    delay = POLL_START
+    job = await ctx.tableau.get_job(job_id)
+    while job.completed_at is None:
+        await ctx.progress(float(job.progress or 0), 100.0, f"{job.status}: {job.progress or 0}%")
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return job, False
+        await anyio.sleep(min(delay, remaining))
+        delay = min(delay * POLL_GROWTH, POLL_CAP)
+        job = await ctx.tableau.get_job(job_id)
+    await ctx.progress(100.0, 100.0, job.status)
+    return job, True
+
+
+async def refresh_and_wait(ctx: ToolContext, args: RefreshInput) -> RefreshOutput:
+    record, path = await resolve_content(ctx, args.kind, args.target, args.project)
+    label = f"{path}/{record.name}" if path else record.name
+    if not getattr(record, "has_extracts", True):
+        raise ToolFailure(
+            f"The {args.kind} '{label}' has no extract, so there is nothing to refresh: it queries its data live."
+        )
+    started = await ctx.tableau.refresh(args.kind, record.id, incremental=args.incremental)
+    began = time.monotonic()
+    try:
+        job, completed = await _wait(ctx, started.job_id, args.timeout_seconds)
+    except anyio.get_cancelled_exc_class():
+        log.info("client cancelled refresh_and_wait; job %s continues in Tableau", started.job_id)
+        raise
+    waited = round(time.monotonic() - began, 3)
+    common = dict(
+        job_id=job.id,
+        kind=args.kind,
+        target_id=record.id,
+        target=label,
+        attached_to_existing_job=started.already_queued,
+        queued_seconds=_seconds(job.created_at, job.started_at),
+        run_seconds=_seconds(job.started_at, job.completed_at),
+        waited_seconds=waited,
+    )
+    if not completed:
+        return RefreshOutput(
+            outcome="timed_out",
+            message=(
+                f"Stopped waiting after {args.timeout_seconds} s; the job is still {job.status} in Tableau and "
+                f"goes on. Check it later with get_job(job_id='{job.id}')."
+            ),
+            **common,
+        )
+    outcome = _outcome(job)
+    reason = (job.notes or None) if outcome != "succeeded" else None
+    messages = {
+        "succeeded": f"The extract of '{label}' was refreshed.",
+        "failed": f"The refresh of '{label}' failed: {reason or 'Tableau gave no reason'}.",
+        "cancelled": f"The refresh of '{label}' was cancelled in Tableau.",
+    }
+    return RefreshOutput(outcome=outcome, reason=reason, message=messages[outcome], **common)
+
+
+async def refresh_facts(ctx: ToolContext, args: RefreshInput) -> dict[str, Any]:
+    record, path = await resolve_content(ctx, args.kind, args.target, args.project)
+    return {"content_kind": args.kind, "project_path": path or "", "target_name": record.name}
+
+
+async def refresh_preview(ctx: ToolContext, args: RefreshInput) -> str:
+    record, path = await resolve_content(ctx, args.kind, args.target, args.project)
+    kind = "incremental" if args.incremental else "full"
+    return f"Run a {kind} extract refresh of {args.kind} '{path}/{record.name}' (id {record.id})."
+
+
+REFRESH_AND_WAIT = ToolSpec(
+    name="refresh_and_wait",
+    title="Refresh an extract and wait",
+    description=(
+        "Refresh the extract of a workbook or data source, then wait for Tableau's job and report progress while "
+        "it runs. Returns outcome succeeded, failed (with Tableau's reason), cancelled or timed_out, with the job "
+        "id and durations. If a refresh is already queued it waits for that job instead of starting another. "
+        "On timeout the job keeps running in Tableau; check it with get_job.\n"
+        'Example: {"kind": "datasource", "target": "Sales Pipeline", "project": "Sales"}.'
+    ),
+    input_model=RefreshInput,
+    output_model=RefreshOutput,
+    effect="write",
+    annotations=WRITE_IDEMPOTENT,
+    run=refresh_and_wait,
+    facts=refresh_facts,
+    preview=refresh_preview,
+)
+
+
+JOB_ID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+
+
+class GetJobInput(BaseModel):
+    job_id: str = Field(description="The job's id, as returned by refresh_and_wait or list_jobs.")
+
+
+async def get_job(ctx: ToolContext, args: GetJobInput) -> JobItem:
+    if not re.match(JOB_ID_PATTERN, args.job_id.strip()):
+        raise ToolFailure(
+            f"'{args.job_id}' is not a job id (job ids look like 1b2c3d4e-0000-4000-8000-00000000abcd). "
+            "Use list_jobs to find recent jobs."
+        )
+    return job_item(await ctx.tableau.get_job(args.job_id.strip()))
+
+
+GET_JOB = ToolSpec(
+    name="get_job",
+    title="Get a background job",
+    description=(
+        "Get one Tableau background job's state: status, progress, timing, what it works on and, when it "
+        "failed, Tableau's reason.\n"
+        'Example: {"job_id": "5f0e6c1a-2b8e-4f3e-9d55-0a1b2c3d4e5f"}.'
+    ),
+    input_model=GetJobInput,
+    output_model=JobItem,
+    effect="read",
+    annotations=READ_ONLY,
+    run=get_job,
+)
+
+
+class ListJobsInput(BaseModel):
+    status: JobStatus | None = Field(None, description="Only jobs in this state.")
+    job_type: str | None = Field(
+        None, description="Only this job type, e.g. refresh_extracts, increment_extracts, run_flow."
+    )
+    target: str | None = Field(None, description="Text contained in the name of what the job works on.")
+    created_after: datetime | None = Field(None, description="ISO 8601; defaults to 7 days ago.")
+    created_before: datetime | None = Field(None, description="ISO 8601.")
+    limit: int = Field(50, ge=1, le=200, description="Jobs per page.")
+    cursor: str | None = Field(None, description="`next_cursor` from the previous page, with the same filters.")
+
+
+class ListJobsOutput(BaseModel):
+    jobs: list[JobItem]
+    total: int
+    window_start: datetime = Field(description="Jobs created before this are not included.")
+    next_cursor: str | None = None
+
+
+async def list_jobs(ctx: ToolContext, args: ListJobsInput) -> ListJobsOutput:
+    query = args.model_dump(mode="json", exclude={"cursor", "limit"})
+    offset = decode_cursor(args.cursor, query)
+    start = utc(args.created_after) or (datetime.now(timezone.utc) - timedelta(days=7)).replace(microsecond=0)
+    filters = [("createdAt", "gte", start.strftime("%Y-%m-%dT%H:%M:%SZ"))]
+    if args.created_before:
+        filters.append(("createdAt", "lt", utc(args.created_before).strftime("%Y-%m-%dT%H:%M:%SZ")))
+    if args.status:
+        filters.append(("status", "eq", args.status))
+    if args.job_type:
+        filters.append(("jobType", "eq", args.job_type))
+    jobs = await ctx.tableau.list_jobs(filters=filters)
+    text = args.target.lower() if args.target else None
+    items = [job_item(j) for j in jobs if text is None or text in (j.target_name or "").lower()]
+    items.sort(key=lambda j: (j.created_at or start, j.id), reverse=True)
+    page, next_cursor = page_within_budget(items, offset, args.limit, query, json_size)
+    return ListJobsOutput(jobs=page, total=len(items), window_start=start, next_cursor=next_cursor)
+
+
+LIST_JOBS = ToolSpec(
+    name="list_jobs",
+    title="List recent background jobs",
+    description=(
+        "List recent Tableau background jobs (newest first), filtered by status, type, the name of what they "
+        "work on, and creation time (default: the last 7 days).\n"
+        'Example: "which refreshes failed today?" is {"status": "Failed", "job_type": "refresh_extracts", '
+        '"created_after": "<today>T00:00:00Z"}.'
+    ),
+    input_model=ListJobsInput,
+    output_model=ListJobsOutput,
+    effect="read",
+    annotations=READ_ONLY,
+    run=list_jobs,
+)
