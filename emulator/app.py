@@ -56,6 +56,7 @@ class Emulator:
         self.control.bind(expire_sessions=self.sessions.expire_all, set_job_speed=self.clock.set_speed)
         self.validate_xsd = validate_xsd
         self.xsd_failures: list[XsdFailure] = []
+        self.handler_errors: list[str] = []  # unexpected exceptions (emulator bugs), for test teardown
         self.lock = threading.RLock()
 
     @property
@@ -98,10 +99,11 @@ class Emulator:
             if error is not None:
                 self.xsd_failures.append(XsdFailure(method, path, status, error))
                 log.warning("response to %s %s fails the XSD: %s", method, path, error)
-        await _send(send, status, headers, payload)
+        # Logged before sending, so a client that has its answer always finds the entry in the log.
         self.control.record(
             LogEntry(method, path, query_string, status, round((time.perf_counter() - started) * 1000, 2))
         )
+        await _send(send, status, headers, payload)
 
     def _dispatch(
         self, scope: dict[str, Any], method: str, path: str, query_string: str, body: bytes
@@ -110,9 +112,15 @@ class Emulator:
             reply = self._handle(scope, method, path, query_string, body)
         except ApiError as err:
             return err.status, _XML_HEADERS, error_document(err.code, err.summary, err.detail)
-        except Exception:  # a bug in a handler: answer like Tableau would, keep serving
-            log.error("emulator handler failed for %s %s\n%s", method, path, traceback.format_exc())
-            return 500, _XML_HEADERS, error_document("500000", "Internal Server Error", "The emulator failed.")
+        except Exception:  # noqa: BLE001  a handler bug: answer like Tableau would, keep serving
+            trace = traceback.format_exc()
+            self.handler_errors.append(f"{method} {path}\n{trace}")
+            log.error("emulator handler failed for %s %s\n%s", method, path, trace)
+            return (
+                500,
+                _XML_HEADERS,
+                error_document("500000", "Internal Server Error", "The emulator failed."),
+            )
         headers = list(_XML_HEADERS) if reply.body is not None else []
         headers += [(k.lower().encode(), v.encode()) for k, v in reply.headers.items()]
         payload = document(reply.body) if reply.body is not None else b""
@@ -140,7 +148,9 @@ class Emulator:
                 call.session = self.sessions.touch(call.token)
                 call.user = self.state.users.get(call.session.user_id)
                 if call.user is None:
-                    raise ApiError(401, "401002", "Unauthorized Access", "The session's user no longer exists.")
+                    raise ApiError(
+                        401, "401002", "Unauthorized Access", "The session's user no longer exists."
+                    )
             site = params.get("site")
             if site is not None and site != self.state.id:
                 raise ApiError(404, "404000", "Resource Not Found", f"Site '{site}' could not be found.")
@@ -162,7 +172,10 @@ def _fault_response(fault: Fault) -> tuple[int, list[tuple[bytes, bytes]], bytes
         headers.append((b"retry-after", fault.retry_after.encode()))
     if fault.status == 429 and fault.code is None:
         # Tableau Cloud's concurrency limiter answers with HTML (TSC: NonXMLResponseError).
-        page = b"<html><body><h1>429 Too Many Requests</h1></body></html>"
+        page = (
+            b'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>429 Too Many Requests</title></head>'
+            b"<body><h1>Too Many Requests</h1><p>Concurrent request limit exceeded.</p></body></html>\n"
+        )
         return 429, [(b"content-type", b"text/html")] + headers, page
     if fault.code is None:
         # A 5xx from an overloaded proxy: not XML, so TSC raises InternalServerError without parsing.

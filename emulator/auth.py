@@ -56,7 +56,9 @@ class Sessions:
 
     def touch(self, token: str | None) -> Session:
         if not token:
-            raise unauthorized("401000", "The request has no X-Tableau-Auth header.", "Missing Authentication")
+            raise unauthorized(
+                "401000", "The request has no X-Tableau-Auth header.", "Missing Authentication"
+            )
         now = time.monotonic()
         with self._lock:
             session = self._by_token.get(token)

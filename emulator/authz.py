@@ -53,8 +53,13 @@ def _allowed(state: m.SiteState, user: m.User, rules: m.Rules, capability: str) 
 
 
 def may_change(
-    state: m.SiteState, user: m.User, resource: str, item_id: str, owner_id: str | None,
-    project_id: str | None, capability: str = "Write",
+    state: m.SiteState,
+    user: m.User,
+    resource: str,
+    item_id: str,
+    owner_id: str | None,
+    project_id: str | None,
+    capability: str = "Write",
 ) -> bool:
     if is_admin(user):
         return True
@@ -66,8 +71,13 @@ def may_change(
 
 
 def require_change(
-    state: m.SiteState, user: m.User, resource: str, item_id: str, owner_id: str | None,
-    project_id: str | None, capability: str = "Write",
+    state: m.SiteState,
+    user: m.User,
+    resource: str,
+    item_id: str,
+    owner_id: str | None,
+    project_id: str | None,
+    capability: str = "Write",
 ) -> None:
     if not may_change(state, user, resource, item_id, owner_id, project_id, capability):
         raise denied(f"'{user.name}' may not change {resource[:-1]} '{item_id}' (needs {capability}).")

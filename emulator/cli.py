@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import pickle
+import signal
 import sys
 
 from . import model as m
@@ -27,12 +29,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument(
-        "--pat", action="append", default=[], metavar="NAME:SECRET[:USERNAME]",
-        help="add a personal access token (repeatable); without USERNAME it belongs to the site administrator",
+        "--pat",
+        action="append",
+        default=[],
+        metavar="NAME:SECRET[:USERNAME]",
+        help="add a personal access token (repeatable); "
+        "without USERNAME it belongs to the site administrator",
     )
     parser.add_argument("--api-version", default="3.24")
     parser.add_argument("--session-idle-seconds", type=float, default=14400)
     parser.add_argument("--job-speed", type=float, default=1.0)
+    # Internal: serve a pickled SiteState instead of generating one (emulator.process.EmulatorProcess).
+    parser.add_argument("--state-file", help=argparse.SUPPRESS)
     parser.set_defaults(handler=run)
 
 
@@ -60,18 +68,31 @@ def add_pats(site: m.SiteState, specs: list[str]) -> list[m.PersonalAccessToken]
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    from .generator import build_site  # imported late: generating is the slow part, keep --help fast
     from .runner import EmulatorServer
 
-    site = build_site(size=args.size, seed=args.seed, content_url=args.site)
-    pats = add_pats(site, args.pat)
+    if args.state_file:
+        with open(args.state_file, "rb") as handle:
+            site = pickle.load(handle)  # written by EmulatorProcess in this same checkout
+        pats = add_pats(site, args.pat) if args.pat else []  # the caller knows the state's own PATs
+    else:
+        from .generator import build_site  # imported late: generating is the slow part
+
+        site = build_site(size=args.size, seed=args.seed, content_url=args.site)
+        pats = add_pats(site, args.pat)
     server = EmulatorServer(
-        site, host=args.host, port=args.port, latency_ms=args.latency_ms, api_version=args.api_version,
-        session_idle_seconds=args.session_idle_seconds, job_speed=args.job_speed,
+        site,
+        host=args.host,
+        port=args.port,
+        latency_ms=args.latency_ms,
+        api_version=args.api_version,
+        session_idle_seconds=args.session_idle_seconds,
+        job_speed=args.job_speed,
     )
     server.start()
     creds = ", ".join(f"PAT {p.name}:{p.secret} ({site.users[p.user_id].name})" for p in pats)
-    print(f"Tableau emulator at {server.url} site={site.content_url!r} {creds}", flush=True)
+    print(f"Tableau emulator at {server.url} site={site.content_url!r} {creds}".rstrip(), flush=True)
+    # SIGTERM (EmulatorProcess.stop, service managers) ends the server as cleanly as Ctrl-C.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -79,3 +100,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         server.stop()
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

@@ -4,7 +4,8 @@ Routes (see docs/EMULATOR.md for curl examples):
   GET    /_emulator/state                 knobs and counters
   GET    /_emulator/latency               {"ms": 0}
   PUT    /_emulator/latency               {"ms": 50}
-  POST   /_emulator/faults/429            {"count": 2, "retry_after": 30 | "Wed, 21 Oct 2026 07:28:00 GMT" | null, "body_hint": false, "html": false}
+  POST   /_emulator/faults/429            {"count": 2, "retry_after": 30 | "date" | "<HTTP-date>" | null,
+                                           "body_hint": false, "html": false}
   POST   /_emulator/faults/429/rate       {"every": 10, "retry_after": 5}   ("every": 0 turns it off)
   POST   /_emulator/faults/5xx            {"count": 1, "status": 503}
   DELETE /_emulator/faults                clear every pending fault
@@ -19,7 +20,8 @@ Routes (see docs/EMULATOR.md for curl examples):
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .app import Emulator
@@ -32,14 +34,18 @@ def _json(body: bytes) -> dict[str, Any]:
         return {}
     value = json.loads(body)
     if not isinstance(value, dict):
-        raise ValueError("the body must be a JSON object")
+        raise TypeError("the body must be a JSON object")
     return value
 
 
 def _state(emu: Emulator, body: dict[str, Any]) -> Result:
     snapshot = emu.control.snapshot()
-    snapshot.update(sessions=len(emu.sessions), api_version=emu.api_version,
-                    run_now_enabled=emu.state.run_now_enabled, xsd_failures=len(emu.xsd_failures))
+    snapshot.update(
+        sessions=len(emu.sessions),
+        api_version=emu.api_version,
+        run_now_enabled=emu.state.run_now_enabled,
+        xsd_failures=len(emu.xsd_failures),
+    )
     return 200, snapshot
 
 
@@ -54,8 +60,9 @@ def _put_latency(emu: Emulator, body: dict[str, Any]) -> Result:
 
 def _inject_429(emu: Emulator, body: dict[str, Any]) -> Result:
     count = int(body.get("count", 1))
-    emu.control.inject_429(count, body.get("retry_after"), bool(body.get("body_hint", False)),
-                           html=bool(body.get("html", False)))
+    emu.control.inject_429(
+        count, body.get("retry_after"), bool(body.get("body_hint", False)), html=bool(body.get("html", False))
+    )
     return 200, {"pending_faults": emu.control.pending_faults()}
 
 
@@ -121,7 +128,7 @@ ROUTES: dict[tuple[str, str], Callable[[Emulator, dict[str, Any]], Result]] = {
 
 
 def handle_control(emu: Emulator, method: str, path: str, body: bytes) -> Result:
-    key = (method, path[len("/_emulator/"):].strip("/"))
+    key = (method, path[len("/_emulator/") :].strip("/"))
     handler = ROUTES.get(key)
     if handler is None:
         known = sorted(f"{m} /_emulator/{p}" for m, p in ROUTES)

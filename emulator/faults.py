@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from email.utils import formatdate
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass
@@ -79,7 +80,11 @@ class Control:
     # -- 429 ----------------------------------------------------------------------------------
 
     def inject_429(
-        self, count: int = 1, retry_after: int | str | None = None, body_hint: bool = False, html: bool = False
+        self,
+        count: int = 1,
+        retry_after: int | str | None = None,
+        body_hint: bool = False,
+        html: bool = False,
     ) -> None:
         """The next `count` API requests answer 429 with XML code 429000.
 

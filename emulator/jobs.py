@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from . import model as m
 from .errors import ApiError, conflict
@@ -21,7 +21,7 @@ _FINISH = {"Success": 0, "Failed": 1, "Cancelled": 2}
 
 
 def _wall() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _second(value: datetime) -> datetime:
@@ -78,10 +78,16 @@ class JobClock:
         if job.status == "InProgress":
             run_elapsed = job.elapsed - job.queue_seconds
             if run_elapsed >= job.run_seconds:
-                self._finish(job, "Failed" if job.failure else "Success",
-                             self._at(job, wall, job.queue_seconds + job.run_seconds))
+                self._finish(
+                    job,
+                    "Failed" if job.failure else "Success",
+                    self._at(job, wall, job.queue_seconds + job.run_seconds),
+                )
             else:
-                job.progress = min(99, int(100 * run_elapsed / max(job.run_seconds, 1e-9)))
+                # max(0, ...): a job stored as InProgress with little simulated age (the generator's
+                # "currently running" jobs) must not report negative progress.
+                fraction = max(0.0, run_elapsed) / max(job.run_seconds, 1e-9)
+                job.progress = max(job.progress, min(99, int(100 * fraction)))
 
     def _finish(self, job: m.Job, status: str, when: datetime) -> None:
         job.status = status
@@ -114,13 +120,16 @@ class JobClock:
         self.advance()
         if not item.has_extracts:
             raise ApiError(
-                409, "409090", "Bad Request",
+                409,
+                "409090",
+                "Bad Request",
                 f"Extract operation for the {kind} '{item.name}' is not allowed: it has no extracts.",
             )
         for job in self.state.jobs.values():
             if job.target_id == item.id and job.status in ACTIVE:
                 raise conflict(
-                    "409093", f"A refresh job for the {kind} '{item.name}' is already queued.",
+                    "409093",
+                    f"A refresh job for the {kind} '{item.name}' is already queued.",
                     summary="Resource Conflict",
                 )
         job = m.Job(

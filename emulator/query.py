@@ -11,9 +11,10 @@ the filtered items.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from .errors import ApiError, bad_request
 
@@ -66,7 +67,9 @@ class Paging:
         if size > MAX_PAGE_SIZE:
             # Tableau rejects oversize pages instead of capping them (tsc-wire §1.1: 403, 403014).
             raise ApiError(
-                403, "403014", "Page Size Limit Exceeded",
+                403,
+                "403014",
+                "Page Size Limit Exceeded",
                 f"The page size '{size}' exceeds the maximum of {MAX_PAGE_SIZE}.",
             )
         return cls(number, size)
@@ -76,7 +79,8 @@ class Paging:
         if self.number > 1 and start >= total:
             # TSC's QuerySet relies on this code to stop iterating.
             raise bad_request(
-                "400006", f"Page number '{self.number}' is out of range for {total} items.",
+                "400006",
+                f"Page number '{self.number}' is out of range for {total} items.",
                 summary="Invalid page number",
             )
         return start, min(start + self.size, total)
@@ -144,11 +148,11 @@ def _convert(raw: str, kind: str, field_name: str) -> Any:
 
 def parse_datetime(raw: str, field_name: str = "") -> datetime:
     try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        value = datetime.fromisoformat(raw)  # 3.11 accepts the trailing Z
     except ValueError:
         raise bad_request("400000", f"'{raw}' is not a valid datetime for field '{field_name}'.") from None
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=UTC)
     return value
 
 
@@ -159,21 +163,33 @@ def parse_filter(expression: str | None, table: FieldTable) -> list[Clause]:
     for part in split_outside_brackets(expression):
         pieces = part.split(":", 2)  # the value may itself hold colons (datetimes)
         if len(pieces) != 3:
-            raise bad_request("400000", f"Filter expression '{part}' is not of the form field:operator:value.",
-                              summary="Invalid filter")
+            raise bad_request(
+                "400000",
+                f"Filter expression '{part}' is not of the form field:operator:value.",
+                summary="Invalid filter",
+            )
         name, op, raw = pieces[0].strip(), pieces[1].strip(), pieces[2]
         fdef = table.get(name)
         if fdef is None:
-            raise bad_request("400000", f"The filter field '{name}' is not supported for this resource.",
-                              summary="Invalid filter")
+            raise bad_request(
+                "400000",
+                f"The filter field '{name}' is not supported for this resource.",
+                summary="Invalid filter",
+            )
         if op not in fdef.ops:
-            raise bad_request("400000", f"The operator '{op}' is not supported for field '{name}'.",
-                              summary="Invalid filter")
+            raise bad_request(
+                "400000",
+                f"The operator '{op}' is not supported for field '{name}'.",
+                summary="Invalid filter",
+            )
         if op == "in":
             raw = raw.strip()
             if not (raw.startswith("[") and raw.endswith("]")):
-                raise bad_request("400000", f"The value for 'in' must be a bracketed list: '{raw}'.",
-                                  summary="Invalid filter")
+                raise bad_request(
+                    "400000",
+                    f"The value for 'in' must be a bracketed list: '{raw}'.",
+                    summary="Invalid filter",
+                )
             kind = "str" if fdef.kind == "tags" else fdef.kind
             value: Any = tuple(_convert(v, kind, name) for v in raw[1:-1].split(",") if v.strip())
         else:
@@ -183,7 +199,7 @@ def parse_filter(expression: str | None, table: FieldTable) -> list[Clause]:
 
 
 def _wildcard(pattern: str) -> re.Pattern[str]:
-    return re.compile("^" + ".*".join(re.escape(p) for p in pattern.split("*")) + "$", re.S)
+    return re.compile("^" + ".*".join(re.escape(p) for p in pattern.split("*")) + "$", re.DOTALL)
 
 
 def _predicate(clause: Clause) -> Callable[[Any], bool]:
@@ -208,8 +224,10 @@ def _predicate(clause: Clause) -> Callable[[Any], bool]:
             return lambda item: pattern.match(getter(item) or "") is not None
         return lambda item: getter(item) == value
     compare = {
-        "gt": lambda a: a > value, "gte": lambda a: a >= value,
-        "lt": lambda a: a < value, "lte": lambda a: a <= value,
+        "gt": lambda a: a > value,
+        "gte": lambda a: a >= value,
+        "lt": lambda a: a < value,
+        "lte": lambda a: a <= value,
     }[op]
 
     def check(item: Any) -> bool:
@@ -228,8 +246,11 @@ def parse_sort(expression: str | None, table: FieldTable) -> list[tuple[FieldDef
         fdef = table.get(name.strip())
         direction = (direction or "asc").strip().lower()
         if fdef is None or direction not in ("asc", "desc"):
-            raise bad_request("400000", f"Sort expression '{part}' is not supported for this resource.",
-                              summary="Invalid sort")
+            raise bad_request(
+                "400000",
+                f"Sort expression '{part}' is not supported for this resource.",
+                summary="Invalid sort",
+            )
         keys.append((fdef, direction == "desc"))
     return keys
 

@@ -8,7 +8,7 @@ Child elements appear in the order the XSD sequences require.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from . import model as m
 from .query import Fields
@@ -52,9 +52,14 @@ class Renderer:
 
     def user_pairs(self, user: m.User) -> list[tuple[str, object]]:
         return [
-            ("id", user.id), ("name", user.name), ("siteRole", user.site_role),
-            ("fullName", user.full_name), ("email", user.email or None),
-            ("lastLogin", user.last_login), ("authSetting", user.auth_setting), ("locale", user.locale),
+            ("id", user.id),
+            ("name", user.name),
+            ("siteRole", user.site_role),
+            ("fullName", user.full_name),
+            ("email", user.email or None),
+            ("lastLogin", user.last_login),
+            ("authSetting", user.auth_setting),
+            ("locale", user.locale),
         ]
 
     def user(self, user: m.User, f: Fields = DEFAULT_FIELDS, tag: str = "user") -> str:
@@ -84,15 +89,21 @@ class Renderer:
 
     def group(self, group: m.Group, f: Fields = DEFAULT_FIELDS) -> str:
         pairs = _pick(
-            [("id", group.id), ("name", group.name), ("minimumSiteRole", group.minimum_site_role),
-             ("userCount", len(group.member_ids))],
+            [
+                ("id", group.id),
+                ("name", group.name),
+                ("minimumSiteRole", group.minimum_site_role),
+                ("userCount", len(group.member_ids)),
+            ],
             f,
         )
         return el("group", pairs, f'<domain name="{esc(group.domain_name)}"/>')
 
     # -- containers ---------------------------------------------------------------------------
 
-    def project_ref(self, project_id: str, wanted: set[str], everything: bool = False, name: bool = True) -> str:
+    def project_ref(
+        self, project_id: str, wanted: set[str], everything: bool = False, name: bool = True
+    ) -> str:
         project = self.state.projects.get(project_id)
         if project is None:
             return el("project", [("id", project_id)])
@@ -105,12 +116,18 @@ class Renderer:
 
     def project(self, project: m.Project, f: Fields = DEFAULT_FIELDS) -> str:
         pairs = _pick(
-            [("id", project.id), ("name", project.name), ("description", project.description),
-             ("contentPermissions", project.content_permissions),
-             # parentProjectId is omitted for top-level projects: TSC's get_by_path tests `parent_id is None`.
-             ("parentProjectId", project.parent_id),
-             ("createdAt", project.created_at), ("updatedAt", project.updated_at),
-             ("topLevelProject", project.parent_id is None), ("writeable", True)],
+            [
+                ("id", project.id),
+                ("name", project.name),
+                ("description", project.description),
+                ("contentPermissions", project.content_permissions),
+                # Omitted for top-level projects: TSC's get_by_path tests `parent_id is None`.
+                ("parentProjectId", project.parent_id),
+                ("createdAt", project.created_at),
+                ("updatedAt", project.updated_at),
+                ("topLevelProject", project.parent_id is None),
+                ("writeable", True),
+            ],
             f,
         )
         owner_wanted = f.expansion("owner")
@@ -127,29 +144,45 @@ class Renderer:
             head = (
                 f'<workbook id="{wb.id}" name="{esc(wb.name)}" description="{esc(wb.description)}" '
                 f'contentUrl="{esc(wb.content_url)}" webpageUrl="{self.base_url}/#/site/'
-                f'{esc(self.state.content_url)}/workbooks/{esc(wb.content_url)}" showTabs="{_b(wb.show_tabs)}" '
+                f'{esc(self.state.content_url)}/workbooks/{esc(wb.content_url)}" '
+                f'showTabs="{_b(wb.show_tabs)}" '
                 f'size="{wb.size}" createdAt="{dt(wb.created_at)}" updatedAt="{dt(wb.updated_at)}" '
                 f'encryptExtracts="false"{_opt("defaultViewId", wb.view_ids[0] if wb.view_ids else None)} '
                 f'sheetCount="{len(wb.view_ids)}" hasExtracts="{_b(wb.has_extracts)}">'
             )
             views = ""
             if with_views:
-                views = "<views>" + "".join(
-                    self.view_ref(self.state.views[v]) for v in wb.view_ids if v in self.state.views
-                ) + "</views>"
+                views = (
+                    "<views>"
+                    + "".join(
+                        self.view_ref(self.state.views[v]) for v in wb.view_ids if v in self.state.views
+                    )
+                    + "</views>"
+                )
             return (
-                head + self.project_ref(wb.project_id, f.expansion("project"), f.all)
-                + self.owner(wb.owner_id, f.expansion("owner"), f.all) + tags_el(wb.tags) + views + "</workbook>"
+                head
+                + self.project_ref(wb.project_id, f.expansion("project"), f.all)
+                + self.owner(wb.owner_id, f.expansion("owner"), f.all)
+                + tags_el(wb.tags)
+                + views
+                + "</workbook>"
             )
         pairs = _pick(
-            [("id", wb.id), ("name", wb.name), ("description", wb.description),
-             ("contentUrl", wb.content_url),
-             ("webpageUrl", f"{self.base_url}/#/site/{self.state.content_url}/workbooks/{wb.content_url}"),
-             ("showTabs", wb.show_tabs), ("size", wb.size),
-             ("createdAt", wb.created_at), ("updatedAt", wb.updated_at),
-             ("encryptExtracts", "false"),
-             ("defaultViewId", wb.view_ids[0] if wb.view_ids else None),
-             ("sheetCount", len(wb.view_ids)), ("hasExtracts", wb.has_extracts)],
+            [
+                ("id", wb.id),
+                ("name", wb.name),
+                ("description", wb.description),
+                ("contentUrl", wb.content_url),
+                ("webpageUrl", f"{self.base_url}/#/site/{self.state.content_url}/workbooks/{wb.content_url}"),
+                ("showTabs", wb.show_tabs),
+                ("size", wb.size),
+                ("createdAt", wb.created_at),
+                ("updatedAt", wb.updated_at),
+                ("encryptExtracts", "false"),
+                ("defaultViewId", wb.view_ids[0] if wb.view_ids else None),
+                ("sheetCount", len(wb.view_ids)),
+                ("hasExtracts", wb.has_extracts),
+            ],
             f,
         )
         parts = []
@@ -174,9 +207,15 @@ class Renderer:
     def view(self, view: m.View, f: Fields = DEFAULT_FIELDS, usage: bool = False, nested: bool = True) -> str:
         if f.restrictive:
             pairs = _pick(
-            [("id", view.id), ("name", view.name), ("contentUrl", view.content_url),
-             ("createdAt", view.created_at), ("updatedAt", view.updated_at),
-             ("sheetType", view.sheet_type), ("viewUrlName", view.view_url_name or None)],
+                [
+                    ("id", view.id),
+                    ("name", view.name),
+                    ("contentUrl", view.content_url),
+                    ("createdAt", view.created_at),
+                    ("updatedAt", view.updated_at),
+                    ("sheetType", view.sheet_type),
+                    ("viewUrlName", view.view_url_name or None),
+                ],
                 f,
             )
             head = el("view", pairs)[:-2] + ">"
@@ -196,8 +235,11 @@ class Renderer:
                 else:
                     wpairs: list[tuple[str, object]] = [("id", view.workbook_id)]
                     if wb is not None:
-                        for key, value in (("name", wb.name), ("contentUrl", wb.content_url),
-                                           ("description", wb.description)):
+                        for key, value in (
+                            ("name", wb.name),
+                            ("contentUrl", wb.content_url),
+                            ("description", wb.description),
+                        ):
                             if key in wb_wanted:
                                 wpairs.append((key, value))
                     parts.append(el("workbook", wpairs))
@@ -215,13 +257,25 @@ class Renderer:
 
     def datasource(self, ds: m.Datasource, f: Fields = DEFAULT_FIELDS) -> str:
         pairs = _pick(
-            [("id", ds.id), ("name", ds.name), ("description", ds.description),
-             ("contentUrl", ds.content_url), ("type", ds.type), ("size", ds.size),
-             ("createdAt", ds.created_at), ("updatedAt", ds.updated_at),
-             ("encryptExtracts", str(ds.encrypt_extracts).lower()), ("hasExtracts", ds.has_extracts),
-             ("isCertified", ds.is_certified), ("certificationNote", ds.certification_note or None),
-             ("useRemoteQueryAgent", False),
-             ("webpageUrl", f"{self.base_url}/#/site/{self.state.content_url}/datasources/{ds.content_url}")],
+            [
+                ("id", ds.id),
+                ("name", ds.name),
+                ("description", ds.description),
+                ("contentUrl", ds.content_url),
+                ("type", ds.type),
+                ("size", ds.size),
+                ("createdAt", ds.created_at),
+                ("updatedAt", ds.updated_at),
+                ("encryptExtracts", str(ds.encrypt_extracts).lower()),
+                ("hasExtracts", ds.has_extracts),
+                ("isCertified", ds.is_certified),
+                ("certificationNote", ds.certification_note or None),
+                ("useRemoteQueryAgent", False),
+                (
+                    "webpageUrl",
+                    f"{self.base_url}/#/site/{self.state.content_url}/datasources/{ds.content_url}",
+                ),
+            ],
             f,
         )
         parts = []
@@ -236,9 +290,15 @@ class Renderer:
 
     def flow(self, flow: m.Flow, f: Fields = DEFAULT_FIELDS) -> str:
         pairs = _pick(
-            [("id", flow.id), ("name", flow.name), ("description", flow.description),
-             ("createdAt", flow.created_at), ("updatedAt", flow.updated_at), ("fileType", "tflx"),
-             ("webpageUrl", f"{self.base_url}/#/site/{self.state.content_url}/flows/{flow.id}")],
+            [
+                ("id", flow.id),
+                ("name", flow.name),
+                ("description", flow.description),
+                ("createdAt", flow.created_at),
+                ("updatedAt", flow.updated_at),
+                ("fileType", "tflx"),
+                ("webpageUrl", f"{self.base_url}/#/site/{self.state.content_url}/flows/{flow.id}"),
+            ],
             f,
         )
         parts = []
@@ -257,8 +317,11 @@ class Renderer:
             ds = self.state.datasources.get(conn.datasource_id)
             child = el("datasource", [("id", conn.datasource_id), ("name", ds.name if ds else None)])
         pairs = [
-            ("id", conn.id), ("type", conn.type), ("serverAddress", conn.server_address),
-            ("serverPort", conn.server_port or None), ("userName", conn.username),
+            ("id", conn.id),
+            ("type", conn.type),
+            ("serverAddress", conn.server_address),
+            ("serverPort", conn.server_port or None),
+            ("userName", conn.username),
             ("embedPassword", conn.embed_password),
         ]
         return el("connection", pairs, child)
@@ -267,16 +330,30 @@ class Renderer:
 
     def site(self) -> str:
         s = self.state
-        return el("site", [
-            ("id", s.id), ("name", s.name), ("contentUrl", s.content_url), ("adminMode", "ContentAndUsers"),
-            ("state", "Active"), ("runNowEnabled", s.run_now_enabled), ("revisionHistoryEnabled", True),
-        ])
+        return el(
+            "site",
+            [
+                ("id", s.id),
+                ("name", s.name),
+                ("contentUrl", s.content_url),
+                ("adminMode", "ContentAndUsers"),
+                ("state", "Active"),
+                ("runNowEnabled", s.run_now_enabled),
+                ("revisionHistoryEnabled", True),
+            ],
+        )
 
     def schedule(self, sched: m.Schedule) -> str:
         pairs = [
-            ("id", sched.id), ("name", sched.name), ("state", sched.state), ("priority", sched.priority),
-            ("createdAt", sched.created_at), ("updatedAt", sched.updated_at), ("type", sched.type),
-            ("frequency", sched.frequency), ("nextRunAt", sched.next_run_at),
+            ("id", sched.id),
+            ("name", sched.name),
+            ("state", sched.state),
+            ("priority", sched.priority),
+            ("createdAt", sched.created_at),
+            ("updatedAt", sched.updated_at),
+            ("type", sched.type),
+            ("frequency", sched.frequency),
+            ("nextRunAt", sched.next_run_at),
             ("executionOrder", sched.execution_order),
         ]
         return el("schedule", pairs, self.frequency_details(sched))
@@ -303,7 +380,8 @@ class Renderer:
         target = el(task.target_kind, [("id", task.target_id)])
         inner = (self.schedule(sched) if sched is not None else "") + target
         pairs = [
-            ("id", task.id), ("priority", task.priority),
+            ("id", task.id),
+            ("priority", task.priority),
             ("consecutiveFailedCount", task.consecutive_failed_count),
             ("type", task.refresh_type),
         ]
@@ -312,17 +390,22 @@ class Renderer:
     def job(self, job: m.Job) -> str:
         done = job.completed_at is not None
         pairs = [
-            ("id", job.id), ("mode", "Asynchronous"),
+            ("id", job.id),
+            ("mode", "Asynchronous"),
             ("type", "RunFlow" if job.job_type == "run_flow" else "RefreshExtract"),
-            ("progress", job.progress), ("createdAt", job.created_at), ("startedAt", job.started_at),
+            ("progress", job.progress),
+            ("createdAt", job.created_at),
+            ("startedAt", job.started_at),
             # completedAt and finishCode appear only once the job is done: TSC's wait_for_job keys on them.
             ("completedAt", job.completed_at if done else None),
             ("finishCode", job.finish_code if done else None),
             ("updatedAt", job.completed_at or job.started_at or job.created_at),
         ]
         notes = f"<notes>{text(job.notes)}</notes>"
-        target = el(job.target_kind if job.target_kind in ("workbook", "datasource", "flow") else "workbook",
-                    [("id", job.target_id), ("name", job.target_name)])
+        target = el(
+            job.target_kind if job.target_kind in ("workbook", "datasource", "flow") else "workbook",
+            [("id", job.target_id), ("name", job.target_name)],
+        )
         if job.job_type == "run_flow":
             body = f"<runFlowJobType>{notes}{target}</runFlowJobType>"
         else:
@@ -334,9 +417,17 @@ class Renderer:
             job.job_type, "Refresh Extracts"
         )
         pairs = _pick(
-            [("id", job.id), ("status", job.status), ("createdAt", job.created_at),
-             ("startedAt", job.started_at), ("endedAt", job.completed_at), ("priority", job.priority),
-             ("jobType", job.job_type), ("title", title), ("subtitle", job.target_name)],
+            [
+                ("id", job.id),
+                ("status", job.status),
+                ("createdAt", job.created_at),
+                ("startedAt", job.started_at),
+                ("endedAt", job.completed_at),
+                ("priority", job.priority),
+                ("jobType", job.job_type),
+                ("title", title),
+                ("subtitle", job.target_name),
+            ],
             f,
         )
         return el("backgroundJob", pairs)

@@ -8,8 +8,9 @@ relative to `/api/{version}` (any version is accepted). A handler takes a `Call`
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 from xml.etree import ElementTree
 
 from . import model as m

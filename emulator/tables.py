@@ -6,10 +6,11 @@ Getters that need other items (owner name, project name) close over the site sta
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import model as m
-from .query import CMP, EQ, EQ_IN, HAS, NAME_OPS, FieldDef
+from .query import CMP, EQ, HAS, NAME_OPS, FieldDef
 
 DOMAIN = "local"
 
@@ -60,7 +61,9 @@ def workbooks(state: m.SiteState) -> dict[str, FieldDef]:
 
 def views(state: m.SiteState) -> dict[str, FieldDef]:
     def workbook_attr(attr: str) -> Callable[[m.View], Any]:
-        return lambda v: getattr(state.workbooks[v.workbook_id], attr) if v.workbook_id in state.workbooks else None
+        return lambda v: (
+            getattr(state.workbooks[v.workbook_id], attr) if v.workbook_id in state.workbooks else None
+        )
 
     return {
         "createdAt": FieldDef(lambda v: v.created_at, "datetime", CMP),
@@ -68,9 +71,13 @@ def views(state: m.SiteState) -> dict[str, FieldDef]:
         "favoritesTotal": FieldDef(lambda v: 0, "int", CMP),
         "hitsTotal": FieldDef(lambda v: v.total_view_count, "int", CMP),
         "sheetNumber": FieldDef(
-            lambda v: state.workbooks[v.workbook_id].view_ids.index(v.id) + 1
-            if v.workbook_id in state.workbooks and v.id in state.workbooks[v.workbook_id].view_ids else None,
-            "int", CMP,
+            lambda v: (
+                state.workbooks[v.workbook_id].view_ids.index(v.id) + 1
+                if v.workbook_id in state.workbooks and v.id in state.workbooks[v.workbook_id].view_ids
+                else None
+            ),
+            "int",
+            CMP,
         ),
         "caption": FieldDef(lambda v: v.name),
         "contentUrl": FieldDef(lambda v: v.content_url),
@@ -160,7 +167,9 @@ def groups(state: m.SiteState) -> dict[str, FieldDef]:
 
 def jobs(state: m.SiteState) -> dict[str, FieldDef]:
     def title(j: m.Job) -> str:
-        return {"run_flow": "Run Flow", "increment_extracts": "Increment Extracts"}.get(j.job_type, "Refresh Extracts")
+        return {"run_flow": "Run Flow", "increment_extracts": "Increment Extracts"}.get(
+            j.job_type, "Refresh Extracts"
+        )
 
     return {
         "createdAt": FieldDef(lambda j: j.created_at, "datetime", CMP),

@@ -9,9 +9,10 @@ string fragments instead of an element tree. Every document uses the default nam
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any, Iterable
+from typing import Any
 
 NAMESPACE = "http://tableau.com/api"
 _HEAD = (
@@ -20,7 +21,9 @@ _HEAD = (
 )
 _TAIL = "</tsResponse>"
 
-_ATTR_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "\n": "&#10;", "\r": "&#13;", "\t": "&#9;"})
+_ATTR_ESCAPES = str.maketrans(
+    {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "\n": "&#10;", "\r": "&#13;", "\t": "&#9;"}
+)
 _NEEDS_ESCAPE = re.compile(r'[&<>"\n\r\t]')
 _TEXT_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
 
@@ -39,7 +42,7 @@ def text(value: str) -> str:
 @lru_cache(maxsize=1 << 16)  # the same datetime objects are rendered on every page
 def dt(value: datetime) -> str:
     if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc)
+        value = value.astimezone(UTC)
     return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -85,4 +88,6 @@ def pagination(page_number: int, page_size: int, total: int) -> str:
 
 
 def error_document(code: str, summary: str, detail: str) -> bytes:
-    return document(f'<error code="{code}"><summary>{text(summary)}</summary><detail>{text(detail)}</detail></error>')
+    return document(
+        f'<error code="{code}"><summary>{text(summary)}</summary><detail>{text(detail)}</detail></error>'
+    )

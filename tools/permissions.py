@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from server import permissions as perm
 from server.toolkit import READ_ONLY, ToolContext, ToolFailure, ToolSpec
-from tools.common import closest, resolve_one
+from tools.common import closest
 from tools.content import ContentFilters, resolve_content, select_content
 from tools.directory import resolve_user
 
@@ -76,8 +76,10 @@ class InspectPermissionsOutput(BaseModel):
 
 
 def _rules(records: list[Any]) -> tuple[perm.Rule, ...]:
+    # A group set resolves like a group for its members.
     return tuple(
-        perm.Rule(grantee_kind=r.grantee_kind, grantee_id=r.grantee_id, capability=cap, mode=mode)
+        perm.Rule(grantee_kind="user" if r.grantee_kind == "user" else "group", grantee_id=r.grantee_id,
+                  capability=cap, mode=mode)
         for r in records
         for cap, mode in r.capabilities.items()
     )
@@ -85,11 +87,7 @@ def _rules(records: list[Any]) -> tuple[perm.Rule, ...]:
 
 async def _chain(ctx: ToolContext, tree: Any, project_id: str | None) -> list[perm.ProjectNode]:
     """The project chain from `project_id` up, each with its explicit rules (ProjectLeader lives there)."""
-    ids: list[str] = []
-    current = project_id
-    while current:
-        ids.append(current)
-        current = tree.project(current).parent_id
+    ids = [node.id for node in tree.ancestors(project_id)] if project_id else []
     rules: dict[str, tuple[perm.Rule, ...]] = {}
 
     async def load(pid: str) -> None:
@@ -100,7 +98,7 @@ async def _chain(ctx: ToolContext, tree: Any, project_id: str | None) -> list[pe
             tasks.start_soon(load, pid)
     chain = []
     for pid in ids:
-        p = tree.project(pid)
+        p = tree.get(pid)
         chain.append(
             perm.ProjectNode(
                 id=p.id,

@@ -14,11 +14,39 @@ from ..routing import Call, Reply, route
 from ..xmlout import esc
 from .projects import delete_datasource_state, delete_workbook_state
 
-WORKBOOK_ATTRS = ("id", "name", "description", "contentUrl", "webpageUrl", "showTabs", "size", "createdAt",
-                  "updatedAt", "encryptExtracts", "defaultViewId", "sheetCount", "hasExtracts", "tags")
-DATASOURCE_ATTRS = ("id", "name", "description", "contentUrl", "type", "size", "createdAt", "updatedAt",
-                    "encryptExtracts", "hasExtracts", "isCertified", "certificationNote", "useRemoteQueryAgent",
-                    "webpageUrl", "tags")
+WORKBOOK_ATTRS = (
+    "id",
+    "name",
+    "description",
+    "contentUrl",
+    "webpageUrl",
+    "showTabs",
+    "size",
+    "createdAt",
+    "updatedAt",
+    "encryptExtracts",
+    "defaultViewId",
+    "sheetCount",
+    "hasExtracts",
+    "tags",
+)
+DATASOURCE_ATTRS = (
+    "id",
+    "name",
+    "description",
+    "contentUrl",
+    "type",
+    "size",
+    "createdAt",
+    "updatedAt",
+    "encryptExtracts",
+    "hasExtracts",
+    "isCertified",
+    "certificationNote",
+    "useRemoteQueryAgent",
+    "webpageUrl",
+    "tags",
+)
 VIEW_ATTRS = ("id", "name", "contentUrl", "createdAt", "updatedAt", "sheetType", "viewUrlName", "tags")
 FLOW_ATTRS = ("id", "name", "description", "createdAt", "updatedAt", "fileType", "webpageUrl", "tags")
 
@@ -47,8 +75,15 @@ def project_of(state: m.SiteState, resource: str, item: Any) -> str | None:
 
 
 def require_item_change(call: Call, resource: str, item: Any, capability: str = "Write") -> None:
-    require_change(call.state, call.actor, resource, item.id, item.owner_id,
-                   project_of(call.state, resource, item), capability)
+    require_change(
+        call.state,
+        call.actor,
+        resource,
+        item.id,
+        item.owner_id,
+        project_of(call.state, resource, item),
+        capability,
+    )
 
 
 # -- workbooks ----------------------------------------------------------------------------------
@@ -57,8 +92,12 @@ def require_item_change(call: Call, resource: str, item: Any, capability: str = 
 @route("GET", "/sites/{site}/workbooks")
 def list_workbooks(call: Call) -> Reply:
     f, render = call.fields(WORKBOOK_ATTRS), call.render
-    return call.page(call.state.workbooks.values(), tables.workbooks(call.state), "workbooks",
-                     lambda wb: render.workbook(wb, f))
+    return call.page(
+        call.state.workbooks.values(),
+        tables.workbooks(call.state),
+        "workbooks",
+        lambda wb: render.workbook(wb, f),
+    )
 
 
 @route("GET", "/sites/{site}/workbooks/{id}")
@@ -96,7 +135,9 @@ def workbook_views(call: Call) -> Reply:
     usage, render = flag(call.query, "includeUsageStatistics"), call.render
     views = [call.state.views[v] for v in wb.view_ids if v in call.state.views]
     # Unpaged, like the real endpoint (tsc-wire §4).
-    return Reply(200, "<views>" + "".join(render.view(v, usage=usage, nested=False) for v in views) + "</views>")
+    return Reply(
+        200, "<views>" + "".join(render.view(v, usage=usage, nested=False) for v in views) + "</views>"
+    )
 
 
 @route("GET", "/sites/{site}/workbooks/{id}/connections")
@@ -116,8 +157,12 @@ def refresh_workbook(call: Call) -> Reply:
 @route("GET", "/sites/{site}/datasources")
 def list_datasources(call: Call) -> Reply:
     f, render = call.fields(DATASOURCE_ATTRS), call.render
-    return call.page(call.state.datasources.values(), tables.datasources(call.state), "datasources",
-                     lambda ds: render.datasource(ds, f))
+    return call.page(
+        call.state.datasources.values(),
+        tables.datasources(call.state),
+        "datasources",
+        lambda ds: render.datasource(ds, f),
+    )
 
 
 @route("GET", "/sites/{site}/datasources/{id}")
@@ -169,8 +214,9 @@ def refresh_datasource(call: Call) -> Reply:
 def list_views(call: Call) -> Reply:
     f, render = call.fields(VIEW_ATTRS), call.render
     usage = flag(call.query, "includeUsageStatistics")
-    return call.page(call.state.views.values(), tables.views(call.state), "views",
-                     lambda v: render.view(v, f, usage=usage))
+    return call.page(
+        call.state.views.values(), tables.views(call.state), "views", lambda v: render.view(v, f, usage=usage)
+    )
 
 
 @route("GET", "/sites/{site}/views/{id}")
@@ -182,7 +228,9 @@ def get_view(call: Call) -> Reply:
 @route("GET", "/sites/{site}/flows")
 def list_flows(call: Call) -> Reply:
     f, render = call.fields(FLOW_ATTRS), call.render
-    return call.page(call.state.flows.values(), tables.flows(call.state), "flows", lambda fl: render.flow(fl, f))
+    return call.page(
+        call.state.flows.values(), tables.flows(call.state), "flows", lambda fl: render.flow(fl, f)
+    )
 
 
 @route("GET", "/sites/{site}/flows/{id}")
@@ -247,7 +295,9 @@ def _move_and_own(call: Call, resource: str, item: Any, body: Any) -> None:
             raise missing("user", new_owner)
         # Only administrators and project leaders may hand content to someone else.
         if not (is_admin(user) or leads(state, user, item.project_id)):
-            raise ApiError(403, "403000", "Forbidden", "Only administrators and project leaders can change owners.")
+            raise ApiError(
+                403, "403000", "Forbidden", "Only administrators and project leaders can change owners."
+            )
         item.owner_id = new_owner
 
 
@@ -266,9 +316,13 @@ def check_run_now(call: Call, resource: str, item: Any) -> None:
     user = call.actor
     if not call.state.run_now_enabled and not is_admin(user):
         # semantics §5.4: code unconfirmed on a live site; 403157 "feature disabled" is the best match.
-        raise ApiError(403, "403157", "Feature Disabled", "Run Now is disabled on this site for non-administrators.")
+        raise ApiError(
+            403, "403157", "Feature Disabled", "Run Now is disabled on this site for non-administrators."
+        )
     state = call.state
     project_id = project_of(state, resource, item)
-    if not (may_change(state, user, resource, item.id, item.owner_id, project_id, "ExtractRefresh")
-            or may_change(state, user, resource, item.id, item.owner_id, project_id, "Write")):
+    if not (
+        may_change(state, user, resource, item.id, item.owner_id, project_id, "ExtractRefresh")
+        or may_change(state, user, resource, item.id, item.owner_id, project_id, "Write")
+    ):
         raise ApiError(403, "403000", "Forbidden", f"'{user.name}' may not refresh '{item.name}'.")

@@ -23,8 +23,12 @@ def get_job(call: Call) -> m.Job:
 @route("GET", "/sites/{site}/jobs")
 def list_jobs(call: Call) -> Reply:
     f, render = call.fields(JOB_ATTRS), call.render
-    return call.page(call.state.jobs.values(), tables.jobs(call.state), "backgroundJobs",
-                     lambda j: render.background_job(j, f))
+    return call.page(
+        call.state.jobs.values(),
+        tables.jobs(call.state),
+        "backgroundJobs",
+        lambda j: render.background_job(j, f),
+    )
 
 
 @route("GET", "/sites/{site}/jobs/{job}")
@@ -47,8 +51,9 @@ def _require_job_owner(call: Call, job: m.Job) -> None:
     item = getattr(call.state, resource).get(job.target_id) if resource else None
     if item is None:
         raise ApiError(403, "403000", "Forbidden", "Only administrators can cancel this job.")
-    require_change(call.state, call.actor, resource, item.id, item.owner_id,
-                   project_of(call.state, resource, item))
+    require_change(
+        call.state, call.actor, resource, item.id, item.owner_id, project_of(call.state, resource, item)
+    )
 
 
 # -- extract-refresh tasks ----------------------------------------------------------------------
@@ -93,8 +98,9 @@ def delete_task(call: Call) -> Reply:
     if not is_admin(call.actor):
         if item is None:
             raise ApiError(403, "403000", "Forbidden", "Only administrators can delete this task.")
-        require_change(call.state, call.actor, resource, item.id, item.owner_id,
-                       project_of(call.state, resource, item))
+        require_change(
+            call.state, call.actor, resource, item.id, item.owner_id, project_of(call.state, resource, item)
+        )
     del call.state.tasks[task.id]
     return Reply(204)
 
@@ -105,7 +111,9 @@ def delete_task(call: Call) -> Reply:
 @route("GET", "/schedules")
 def list_schedules(call: Call) -> Reply:
     render = call.render
-    return call.page(call.state.schedules.values(), tables.schedules(call.state), "schedules", render.schedule)
+    return call.page(
+        call.state.schedules.values(), tables.schedules(call.state), "schedules", render.schedule
+    )
 
 
 @route("GET", "/schedules/{schedule}")

@@ -12,7 +12,17 @@ from ..query import flag
 from ..routing import Call, Reply, route
 from .content import WORKBOOK_ATTRS
 
-USER_ATTRS = ("id", "name", "siteRole", "fullName", "email", "lastLogin", "authSetting", "locale", "domainName")
+USER_ATTRS = (
+    "id",
+    "name",
+    "siteRole",
+    "fullName",
+    "email",
+    "lastLogin",
+    "authSetting",
+    "locale",
+    "domainName",
+)
 GROUP_ATTRS = ("id", "name", "minimumSiteRole", "userCount")
 AUTH_SETTINGS = ("ServerDefault", "SAML", "OpenID", "TableauIDWithMFA")
 
@@ -43,7 +53,9 @@ def _site_role(value: str | None) -> str:
 @route("GET", "/sites/{site}/users")
 def list_users(call: Call) -> Reply:
     f, render = call.fields(USER_ATTRS), call.render
-    return call.page(call.state.users.values(), tables.users(call.state), "users", lambda u: render.user(u, f))
+    return call.page(
+        call.state.users.values(), tables.users(call.state), "users", lambda u: render.user(u, f)
+    )
 
 
 @route("GET", "/sites/{site}/users/{user}")
@@ -63,8 +75,13 @@ def add_user(call: Call) -> Reply:
     if call.state.user_by_name(name) is not None:
         raise conflict("409017", f"A user named '{name}' already exists on the site.")
     user = m.User(
-        id=m.new_id(), name=name, full_name=body.get("fullName") or "", email=body.get("email") or "",
-        site_role=role, created_at=m.utcnow(), auth_setting=_auth_setting(body.get("authSetting")),
+        id=m.new_id(),
+        name=name,
+        full_name=body.get("fullName") or "",
+        email=body.get("email") or "",
+        site_role=role,
+        created_at=m.utcnow(),
+        auth_setting=_auth_setting(body.get("authSetting")),
     )
     call.state.users[user.id] = user
     return Reply(201, call.render.user(user))
@@ -108,10 +125,16 @@ def remove_user(call: Call) -> Reply:
     state = call.state
     user = get_user(call, call.params["user"])
     heir_id = call.arg("mapAssetsTo")
-    owned = [item for coll in (state.workbooks, state.datasources, state.flows, state.projects)
-             for item in coll.values() if item.owner_id == user.id]
+    owned = [
+        item
+        for coll in (state.workbooks, state.datasources, state.flows, state.projects)
+        for item in coll.values()
+        if item.owner_id == user.id
+    ]
     if owned and not heir_id:
-        raise conflict("409003", f"User '{user.name}' owns {len(owned)} items; pass mapAssetsTo to transfer them.")
+        raise conflict(
+            "409003", f"User '{user.name}' owns {len(owned)} items; pass mapAssetsTo to transfer them."
+        )
     if heir_id:
         heir = get_user(call, heir_id)
         for item in owned:
@@ -152,7 +175,9 @@ def user_workbooks(call: Call) -> Reply:
 @route("GET", "/sites/{site}/groups")
 def list_groups(call: Call) -> Reply:
     f, render = call.fields(GROUP_ATTRS), call.render
-    return call.page(call.state.groups.values(), tables.groups(call.state), "groups", lambda g: render.group(g, f))
+    return call.page(
+        call.state.groups.values(), tables.groups(call.state), "groups", lambda g: render.group(g, f)
+    )
 
 
 def _check_group_name(state: m.SiteState, name: str, exclude: str | None = None) -> None:
@@ -188,7 +213,9 @@ def update_group(call: Call) -> Reply:
     _check_group_name(call.state, name, exclude=group.id)
     group.name = name
     if "minimumSiteRole" in body.attrib:
-        group.minimum_site_role = _site_role(body.get("minimumSiteRole")) if body.get("minimumSiteRole") else None
+        group.minimum_site_role = (
+            _site_role(body.get("minimumSiteRole")) if body.get("minimumSiteRole") else None
+        )
     return Reply(200, call.render.group(group))
 
 
@@ -225,16 +252,22 @@ def add_group_users(call: Call) -> Reply:
     users = [get_user(call, e.get("id", "")) for e in elements]
     for user in users:
         if user.id in group.member_ids:
-            raise conflict("409011", f"User '{user.name}' is already a member of group '{group.name}'.",
-                           summary="Specified User Already In Group")
+            raise conflict(
+                "409011",
+                f"User '{user.name}' is already a member of group '{group.name}'.",
+                summary="Specified User Already In Group",
+            )
     group.member_ids.update(u.id for u in users)
     render = call.render
     if bulk is not None:
         # The 3.29 XSD only allows a top-level <users> after <pagination>; a one-page pagination keeps
         # the answer schema-valid, and TSC reads just the users.
         n = len(users)
-        return Reply(200, f'<pagination pageNumber="1" pageSize="{n}" totalAvailable="{n}"/>'
-                     "<users>" + "".join(render.user(u) for u in users) + "</users>")
+        return Reply(
+            200,
+            f'<pagination pageNumber="1" pageSize="{n}" totalAvailable="{n}"/>'
+            "<users>" + "".join(render.user(u) for u in users) + "</users>",
+        )
     return Reply(200, render.user(users[0]))
 
 

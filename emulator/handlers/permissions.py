@@ -17,15 +17,36 @@ from ..xmlout import el
 from .content import lookup, project_of
 
 _COMMON = ("Read", "Write", "ChangeHierarchy", "Delete", "ChangePermissions")
-_VIZ = ("Read", "Filter", "ViewComments", "AddComment", "ExportImage", "ExportData", "ShareView",
-        "ViewUnderlyingData", "WebAuthoring", "RunExplainData", "ExportXml")
+_VIZ = (
+    "Read",
+    "Filter",
+    "ViewComments",
+    "AddComment",
+    "ExportImage",
+    "ExportData",
+    "ShareView",
+    "ViewUnderlyingData",
+    "WebAuthoring",
+    "RunExplainData",
+    "ExportXml",
+)
 # REST capability names each content type accepts (semantics §4.4).
 CAPABILITIES: dict[str, frozenset[str]] = {
     "projects": frozenset({"Read", "Write", "ProjectLeader"}),
     "workbooks": frozenset(_VIZ + _COMMON + ("CreateRefreshMetrics", "ExtractRefresh")),
     "views": frozenset(_VIZ + ("Delete", "ChangePermissions")),
-    "datasources": frozenset(("Read", "Connect", "ExportXml", "SaveAs", "ExtractRefresh", "VizqlDataApiAccess",
-                              "PulseMetricDefine") + _COMMON),
+    "datasources": frozenset(
+        (
+            "Read",
+            "Connect",
+            "ExportXml",
+            "SaveAs",
+            "ExtractRefresh",
+            "VizqlDataApiAccess",
+            "PulseMetricDefine",
+        )
+        + _COMMON
+    ),
     "flows": frozenset(("Read", "ExportXml", "Execute", "WebAuthoringForFlows") + _COMMON),
     "lenses": frozenset(_COMMON),
     "metrics": frozenset(_COMMON),
@@ -56,7 +77,9 @@ def _content_type(call: Call) -> str:
     for ctype in m.DEFAULT_PERMISSION_TYPES:
         if ctype.lower() == wanted:
             return ctype
-    raise ApiError(404, "404003", "Resource Not Found", f"'{call.params['ctype']}' has no default permissions.")
+    raise ApiError(
+        404, "404003", "Resource Not Found", f"'{call.params['ctype']}' has no default permissions."
+    )
 
 
 def _parent(kind: str, item: Any) -> str:
@@ -65,16 +88,35 @@ def _parent(kind: str, item: Any) -> str:
     return el(kind, pairs, el("owner", [("id", owner)]) if owner and kind != "view" else "")
 
 
+def locking_project(state: m.SiteState, project_id: str | None) -> m.Project | None:
+    """The project whose lock controls content in `project_id`, if any (semantics §4.2).
+
+    The content's own project locks it in both locked modes; an ancestor locks it only with
+    `LockedToProject` (nested), not with `LockedToProjectWithoutNested`.
+    """
+    project = state.projects.get(project_id or "")
+    if project is not None and project.content_permissions != "ManagedByOwner":
+        return project
+    seen = set()
+    while project is not None and project.parent_id and project.parent_id not in seen:
+        seen.add(project.parent_id)
+        project = state.projects.get(project.parent_id)
+        if project is not None and project.content_permissions == "LockedToProject":
+            return project
+    return None
+
+
 def _require_permissions_change(call: Call, resource: str, item: Any) -> None:
     state = call.state
     if resource == "projects":
         require_change(state, call.actor, "projects", item.id, item.owner_id, item.parent_id, "ProjectLeader")
         return
     project_id = project_of(state, resource, item)
-    project = state.projects.get(project_id or "")
-    if project is not None and project.content_permissions != "ManagedByOwner" and resource in _LOCKABLE:
-        raise ApiError(403, "403000", "Forbidden",
-                       f"Permissions in project '{project.name}' are locked to the project.")
+    lock = locking_project(state, project_id)
+    if lock is not None and resource in _LOCKABLE:
+        raise ApiError(
+            403, "403000", "Forbidden", f"Permissions here are locked to the project '{lock.name}'."
+        )
     require_change(state, call.actor, resource, item.id, item.owner_id, project_id, "ChangePermissions")
 
 
@@ -97,9 +139,13 @@ def _parse_rules(call: Call, allowed: frozenset[str]) -> m.Rules:
         for cap in block.findall("capabilities/capability"):
             name, mode = cap.get("name", ""), cap.get("mode", "")
             if name not in allowed:
-                raise bad_request("400009", f"'{name}' is not a valid capability here.", summary="Invalid capability")
+                raise bad_request(
+                    "400009", f"'{name}' is not a valid capability here.", summary="Invalid capability"
+                )
             if mode not in ("Allow", "Deny"):
-                raise bad_request("400009", f"'{mode}' is not a valid capability mode.", summary="Invalid capability")
+                raise bad_request(
+                    "400009", f"'{mode}' is not a valid capability mode.", summary="Invalid capability"
+                )
             caps[name] = mode
     return parsed
 
@@ -112,13 +158,19 @@ def _merge(store: m.Rules, incoming: m.Rules) -> None:
 def _delete_rule(store: m.Rules | None, call: Call) -> None:
     kind = _GRANTEE_SEGMENTS.get(call.params["gtype"])
     if kind is None:
-        raise ApiError(404, "404003", "Resource Not Found", f"'{call.params['gtype']}' is not a grantee type.")
+        raise ApiError(
+            404, "404003", "Resource Not Found", f"'{call.params['gtype']}' is not a grantee type."
+        )
     key = (kind, call.params["gid"])
     caps = (store or {}).get(key, {})
     capability, mode = call.params["cap"], call.params["mode"]
     if caps.get(capability) != mode:
-        raise ApiError(404, "404021", "Resource Not Found",
-                       f"No {mode} rule for '{capability}' is set for {kind} '{key[1]}'.")
+        raise ApiError(
+            404,
+            "404021",
+            "Resource Not Found",
+            f"No {mode} rule for '{capability}' is set for {kind} '{key[1]}'.",
+        )
     del caps[capability]
     if not caps and store is not None:
         del store[key]
@@ -185,5 +237,3 @@ def delete_default_permission(call: Call) -> Reply:
     _require_permissions_change(call, "projects", project)
     _delete_rule(call.state.default_permissions.get((project.id, ctype)), call)
     return Reply(204)
-
-

@@ -8,8 +8,17 @@ from ..authz import is_admin, require_admin, require_change
 from ..errors import ApiError, bad_request, conflict, missing
 from ..routing import Call, Reply, route
 
-PROJECT_ATTRS = ("id", "name", "description", "contentPermissions", "parentProjectId", "createdAt",
-                 "updatedAt", "topLevelProject", "writeable")
+PROJECT_ATTRS = (
+    "id",
+    "name",
+    "description",
+    "contentPermissions",
+    "parentProjectId",
+    "createdAt",
+    "updatedAt",
+    "topLevelProject",
+    "writeable",
+)
 
 
 def get_project(call: Call, project_id: str) -> m.Project:
@@ -23,14 +32,17 @@ def get_project(call: Call, project_id: str) -> m.Project:
 def list_projects(call: Call) -> Reply:
     f = call.fields(PROJECT_ATTRS)
     render = call.render
-    return call.page(call.state.projects.values(), tables.projects(call.state), "projects",
-                     lambda p: render.project(p, f))
+    return call.page(
+        call.state.projects.values(), tables.projects(call.state), "projects", lambda p: render.project(p, f)
+    )
 
 
 def _check_name(state: m.SiteState, name: str, parent_id: str | None, exclude: str | None = None) -> None:
     for other in state.projects.values():
         if other.id != exclude and other.parent_id == parent_id and other.name.lower() == name.lower():
-            raise conflict("409006", f"A project named '{name}' already exists here.", summary="Resource Conflict")
+            raise conflict(
+                "409006", f"A project named '{name}' already exists here.", summary="Resource Conflict"
+            )
 
 
 def _check_mode(mode: str | None) -> None:
@@ -57,8 +69,13 @@ def create_project(call: Call) -> Reply:
     _check_name(state, name, parent_id)
     now = m.utcnow()
     project = m.Project(
-        id=m.new_id(), name=name, owner_id=user.id, created_at=now, updated_at=now,
-        description=body.get("description") or "", parent_id=parent_id,
+        id=m.new_id(),
+        name=name,
+        owner_id=user.id,
+        created_at=now,
+        updated_at=now,
+        description=body.get("description") or "",
+        parent_id=parent_id,
         content_permissions=mode or "ManagedByOwner",
     )
     state.projects[project.id] = project
@@ -108,7 +125,9 @@ def _check_move(call: Call, project: m.Project, parent_id: str | None) -> None:
 def delete_project(call: Call) -> Reply:
     project = get_project(call, call.params["project"])
     state = call.state
-    require_change(state, call.actor, "projects", project.id, project.owner_id, project.parent_id, "ProjectLeader")
+    require_change(
+        state, call.actor, "projects", project.id, project.owner_id, project.parent_id, "ProjectLeader"
+    )
     doomed = _subtree(state, project.id)
     for wb in [w for w in state.workbooks.values() if w.project_id in doomed]:
         delete_workbook_state(state, wb)

@@ -24,13 +24,27 @@ def _server(emu) -> TSC.Server:
     return TSC.Server(emu.url, use_server_version=True, http_options={"timeout": 10})
 
 
-def _jwt(sub: str, *, kid: str | None = None, secret: str | None = None, iss: str | None = None,
-         aud: str = "tableau", lifetime: int = 300) -> str:
+def _jwt(
+    sub: str,
+    *,
+    kid: str | None = None,
+    secret: str | None = None,
+    iss: str | None = None,
+    aud: str = "tableau",
+    lifetime: int = 300,
+) -> str:
     client_id, secret_id, secret_value = CONNECTED_APP
-    claims = {"iss": iss or client_id, "sub": sub, "aud": aud, "exp": int(time.time()) + lifetime,
-              "jti": "test-jti", "scp": ["tableau:content:read"]}
-    return jwt.encode(claims, secret or secret_value, algorithm="HS256",
-                      headers={"kid": kid or secret_id, "iss": client_id})
+    claims = {
+        "iss": iss or client_id,
+        "sub": sub,
+        "aud": aud,
+        "exp": int(time.time()) + lifetime,
+        "jti": "test-jti",
+        "scp": ["tableau:content:read"],
+    }
+    return jwt.encode(
+        claims, secret or secret_value, algorithm="HS256", headers={"kid": kid or secret_id, "iss": client_id}
+    )
 
 
 def test_server_info_negotiates_the_configured_version():
@@ -144,14 +158,19 @@ def test_sign_out_ends_the_session(small_emulator):
     token, site_id = server.auth_token, server.site_id
     server.auth.sign_out()
     assert not server.is_signed_in()
-    reply = requests.get(f"{small_emulator.url}/api/3.24/sites/{site_id}/projects",
-                         headers={"x-tableau-auth": token}, timeout=10)
+    reply = requests.get(
+        f"{small_emulator.url}/api/3.24/sites/{site_id}/projects",
+        headers={"x-tableau-auth": token},
+        timeout=10,
+    )
     assert reply.status_code == 401
     assert 'code="401002"' in reply.text
 
 
 def test_missing_auth_header_is_401000(small_emulator):
-    reply = requests.get(f"{small_emulator.url}/api/3.24/sites/{small_emulator.state.id}/projects", timeout=10)
+    reply = requests.get(
+        f"{small_emulator.url}/api/3.24/sites/{small_emulator.state.id}/projects", timeout=10
+    )
     assert reply.status_code == 401
     assert 'code="401000"' in reply.text
 
@@ -159,8 +178,11 @@ def test_missing_auth_header_is_401000(small_emulator):
 def test_any_version_in_the_path_is_accepted(small_emulator):
     server = signed_in_server(small_emulator)
     for version in ("2.4", "3.7", "3.29"):
-        reply = requests.get(f"{small_emulator.url}/api/{version}/sites/{server.site_id}/projects",
-                             headers={"x-tableau-auth": server.auth_token}, timeout=10)
+        reply = requests.get(
+            f"{small_emulator.url}/api/{version}/sites/{server.site_id}/projects",
+            headers={"x-tableau-auth": server.auth_token},
+            timeout=10,
+        )
         assert reply.status_code == 200
         assert reply.text.startswith("<?xml")
         assert 'xmlns="http://tableau.com/api"' in reply.text
@@ -170,6 +192,5 @@ def test_unlicensed_users_cannot_sign_in():
     site = small_site()
     viewer = site.user_by_name("viewer@example.com")
     viewer.site_role = "Unlicensed"
-    with start_emulator(site) as emu:
-        with pytest.raises(TSC.FailedSignInError):
-            _server(emu).auth.sign_in(TSC.TableauAuth(viewer.name, PASSWORD, site_id="small"))
+    with start_emulator(site) as emu, pytest.raises(TSC.FailedSignInError):
+        _server(emu).auth.sign_in(TSC.TableauAuth(viewer.name, PASSWORD, site_id="small"))

@@ -41,12 +41,17 @@ def test_project_create_update_delete_cascades(small_emulator, small_server):
     state = small_emulator.state
     finance = next(p for p in state.projects.values() if p.name == "Finance")
     created = small_server.projects.create(
-        TSC.ProjectItem("Quarterly", "q reports", TSC.ProjectItem.ContentPermissions.ManagedByOwner, finance.id)
+        TSC.ProjectItem(
+            "Quarterly", "q reports", TSC.ProjectItem.ContentPermissions.ManagedByOwner, finance.id
+        )
     )
     assert state.projects[created.id].parent_id == finance.id
     created.name, created.description = "Quarterly Close", "closing"
     small_server.projects.update(created)
-    assert (state.projects[created.id].name, state.projects[created.id].description) == ("Quarterly Close", "closing")
+    assert (state.projects[created.id].name, state.projects[created.id].description) == (
+        "Quarterly Close",
+        "closing",
+    )
     with pytest.raises(TSC.ServerResponseError) as caught:
         small_server.projects.create(TSC.ProjectItem("Quarterly Close", parent_id=finance.id))
     assert caught.value.code.startswith("409")
@@ -73,14 +78,19 @@ def test_workbook_get_views_connections(small_emulator, small_server):
     model_wb = next(iter(state.workbooks.values()))
     wb = small_server.workbooks.get_by_id(model_wb.id)
     assert (wb.name, wb.project_id, wb.owner_id, wb.size) == (
-        model_wb.name, model_wb.project_id, model_wb.owner_id, model_wb.size)
+        model_wb.name,
+        model_wb.project_id,
+        model_wb.owner_id,
+        model_wb.size,
+    )
     assert wb.tags == model_wb.tags
     small_server.workbooks.populate_views(wb, usage=True)
     assert [v.id for v in wb.views] == model_wb.view_ids
     assert [v.total_views for v in wb.views] == [state.views[v].total_view_count for v in model_wb.view_ids]
     small_server.workbooks.populate_connections(wb)
     assert [(c.id, c.server_address) for c in wb.connections] == [
-        (c.id, c.server_address) for c in model_wb.connections]
+        (c.id, c.server_address) for c in model_wb.connections
+    ]
 
 
 def test_workbook_update_tags_and_delete(small_emulator, small_server):
@@ -147,7 +157,10 @@ def test_views_with_usage(small_emulator, small_server):
     model_view = next(iter(state.views.values()))
     view = small_server.views.get_by_id(model_view.id)
     assert (view.name, view.workbook_id, view.sheet_type) == (
-        model_view.name, model_view.workbook_id, model_view.sheet_type)
+        model_view.name,
+        model_view.workbook_id,
+        model_view.sheet_type,
+    )
     top = list(small_server.views.filter(workbook_name=state.workbooks[model_view.workbook_id].name))
     assert {v.id for v in top} == set(state.workbooks[model_view.workbook_id].view_ids)
 
@@ -158,7 +171,11 @@ def test_flows(small_emulator, small_server):
     assert {f.id for f in flows} == set(state.flows)
     model_flow = next(iter(state.flows.values()))
     flow = small_server.flows.get_by_id(model_flow.id)
-    assert (flow.name, flow.project_id, flow.owner_id) == (model_flow.name, model_flow.project_id, model_flow.owner_id)
+    assert (flow.name, flow.project_id, flow.owner_id) == (
+        model_flow.name,
+        model_flow.project_id,
+        model_flow.owner_id,
+    )
 
 
 def test_unknown_endpoint_and_method(small_emulator, small_server):

@@ -49,14 +49,21 @@ def test_items_and_rules_read_back(emulator, tsc_server):
         singular = {"lenses": "lens"}.get(content_type, content_type[:-1])
         got = dp._get_default_permissions(project, singular)
         assert {(r.grantee.tag_name, r.grantee.id): r.capabilities for r in got} == {
-            k: v for k, v in rules.items() if v}
+            k: v for k, v in rules.items() if v
+        }
 
 
 def test_a_refresh_on_the_demo_site(emulator, tsc_server):
     state = emulator.state
     busy = {j.target_id for j in state.jobs.values() if j.status in ("Pending", "InProgress")}
-    wb = next((w for w in state.workbooks.values() if w.has_extracts and not w.refresh_failure
-               and w.id not in busy), None)
+    wb = next(
+        (
+            w
+            for w in state.workbooks.values()
+            if w.has_extracts and not w.refresh_failure and w.id not in busy
+        ),
+        None,
+    )
     if wb is None:
         pytest.skip("the generated site has no idle refreshable workbook")
     wb.refresh_seconds = min(wb.refresh_seconds, 30)

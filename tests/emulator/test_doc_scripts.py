@@ -42,7 +42,8 @@ def test_export_workbooks_with_owner_names_to_csv(small_emulator, tmp_path):
     state = small_emulator.state
     rows = list(csv.DictReader(out.open()))
     assert {row["id"]: row["owner"] for row in rows} == {
-        wb.id: state.users[wb.owner_id].name for wb in state.workbooks.values()}
+        wb.id: state.users[wb.owner_id].name for wb in state.workbooks.values()
+    }
     assert all(row["project"] == state.projects[state.workbooks[row["id"]].project_id].name for row in rows)
 
 
@@ -84,7 +85,9 @@ def test_add_a_user_then_add_them_to_a_group(small_emulator):
         new_user = TSC.UserItem("jane.doe@example.com", TSC.UserItem.Roles.Explorer)
         new_user = server.users.add(new_user)
         req = TSC.RequestOptions()
-        req.filter.add(TSC.Filter(TSC.RequestOptions.Field.Name, TSC.RequestOptions.Operator.Equals, "Analysts"))
+        req.filter.add(
+            TSC.Filter(TSC.RequestOptions.Field.Name, TSC.RequestOptions.Operator.Equals, "Analysts")
+        )
         group = server.groups.get(req)[0][0]
         server.groups.add_user(group, new_user.id)
 

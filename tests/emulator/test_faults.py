@@ -124,3 +124,27 @@ def test_html_429_is_a_non_xml_error(small_emulator, small_server):
 def test_job_speed_knob_reaches_the_clock(small_emulator):
     small_emulator.control.job_speed = 3.5
     assert small_emulator.app.clock.speed == 3.5
+
+
+def test_concurrent_clients_with_latency(small_emulator, small_server):
+    # One TSC Server shared by threads (allowed since TSC 0.42); every call must succeed.
+    import threading
+
+    small_emulator.control.set_latency(20)
+    small_emulator.control.reset_request_log()
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            for _ in range(5):
+                assert small_server.workbooks.get(TSC.RequestOptions(pagesize=3))[1].total_available == 12
+        except BaseException as exc:  # noqa: BLE001  reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert [e.status for e in small_emulator.request_log] == [200] * 20

@@ -98,8 +98,11 @@ def test_tasks_list_get_and_run_now(small_emulator, small_server):
     state = small_emulator.state
     tasks, _ = small_server.tasks.get()
     assert {t.id for t in tasks} == set(state.tasks)
-    model_task = next(t for t in state.tasks.values() if t.target_kind == "workbook"
-                      and not state.workbooks[t.target_id].refresh_failure)
+    model_task = next(
+        t
+        for t in state.tasks.values()
+        if t.target_kind == "workbook" and not state.workbooks[t.target_id].refresh_failure
+    )
     task = small_server.tasks.get_by_id(model_task.id)
     assert task.target.id == model_task.target_id
     assert task.schedule_item.name == state.schedules[model_task.schedule_id].name
@@ -111,11 +114,15 @@ def test_tasks_list_get_and_run_now(small_emulator, small_server):
 
 def test_failed_task_run_counts_consecutive_failures(small_emulator, small_server):
     state = small_emulator.state
-    model_task = next(t for t in state.tasks.values() if t.target_kind == "workbook"
-                      and state.workbooks[t.target_id].refresh_failure)
+    model_task = next(
+        t
+        for t in state.tasks.values()
+        if t.target_kind == "workbook" and state.workbooks[t.target_id].refresh_failure
+    )
     before = model_task.consecutive_failed_count
-    job = TSC.JobItem.from_response(small_server.tasks.run(small_server.tasks.get_by_id(model_task.id)),
-                                    small_server.namespace)[0]
+    job = TSC.JobItem.from_response(
+        small_server.tasks.run(small_server.tasks.get_by_id(model_task.id)), small_server.namespace
+    )[0]
     with pytest.raises(JobFailedException):
         small_server.jobs.wait_for_job(job, timeout=30)
     assert small_server.tasks.get_by_id(model_task.id).consecutive_failed_count == before + 1

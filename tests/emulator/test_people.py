@@ -65,7 +65,9 @@ def test_user_groups_and_workbooks(small_emulator, small_server):
     small_server.users.populate_groups(user)
     assert {g.id for g in user.groups} == {g.id for g in state.groups_of(creator.id)}
     small_server.users.populate_workbooks(user, owned_only=True)
-    assert {wb.id for wb in user.workbooks} == {wb.id for wb in state.workbooks.values() if wb.owner_id == creator.id}
+    assert {wb.id for wb in user.workbooks} == {
+        wb.id for wb in state.workbooks.values() if wb.owner_id == creator.id
+    }
 
 
 def test_groups_list_with_user_count(small_emulator, small_server):
@@ -119,7 +121,9 @@ def test_explorer_cannot_administer_groups_or_users(small_emulator):
     viewer = state.user_by_name("viewer@example.com")
     item = explorer.groups.get()[0][0]
     for attempt in (
-        lambda: explorer.groups.add_user(next(g for g in explorer.groups.get()[0] if g.id == analysts.id), viewer.id),
+        lambda: explorer.groups.add_user(
+            next(g for g in explorer.groups.get()[0] if g.id == analysts.id), viewer.id
+        ),
         lambda: explorer.groups.create(TSC.GroupItem("Shadow IT")),
         lambda: explorer.users.add(TSC.UserItem("friend@example.com", TSC.UserItem.Roles.Creator)),
         lambda: explorer.groups.delete(item.id),

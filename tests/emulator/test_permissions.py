@@ -32,7 +32,10 @@ def test_workbook_permissions_round_trip(small_emulator, small_server):
     user_item = small_server.users.get_by_id(viewer.id)
     rule = PermissionsRule(user_item, {Cap.ExportImage: Mode.Allow, Cap.Read: Mode.Deny})
     updated = small_server.workbooks.update_permissions(wb, [rule])
-    assert state.permissions[("workbooks", wb_id)][("user", viewer.id)] == {"ExportImage": "Allow", "Read": "Deny"}
+    assert state.permissions[("workbooks", wb_id)][("user", viewer.id)] == {
+        "ExportImage": "Allow",
+        "Read": "Deny",
+    }
     assert _as_dict(updated) == state.permissions[("workbooks", wb_id)]
 
     small_server.workbooks.delete_permission(wb, PermissionsRule(user_item, {Cap.ExportImage: Mode.Allow}))
@@ -75,9 +78,17 @@ def test_default_permissions_every_content_type(small_emulator, small_server, co
     analysts = _group(state, "Analysts")
     group_item = TSC.GroupItem(analysts.name)
     group_item._id = analysts.id
-    resource = {"workbooks": "workbook", "datasources": "datasource", "flows": "flow", "lenses": "lens",
-                "metrics": "metric", "dataroles": "datarole", "virtualConnections": "virtualConnection",
-                "databases": "database", "tables": "table"}[content_type]
+    resource = {
+        "workbooks": "workbook",
+        "datasources": "datasource",
+        "flows": "flow",
+        "lenses": "lens",
+        "metrics": "metric",
+        "dataroles": "datarole",
+        "virtualConnections": "virtualConnection",
+        "databases": "database",
+        "tables": "table",
+    }[content_type]
 
     # TSC builds the URL with plural_type(), e.g. `virtualConnections`.
     dp = small_server.projects._default_permissions
@@ -96,7 +107,9 @@ def test_populate_default_workbook_permissions(small_emulator, small_server):
     finance = next(p for p in state.projects.values() if p.name == "Finance")
     project = next(p for p in small_server.projects.get()[0] if p.id == finance.id)
     small_server.projects.populate_workbook_default_permissions(project)
-    assert _as_dict(project.default_workbook_permissions) == state.default_permissions[(finance.id, "workbooks")]
+    assert (
+        _as_dict(project.default_workbook_permissions) == state.default_permissions[(finance.id, "workbooks")]
+    )
 
 
 def test_locked_project_content_refuses_permissions(small_emulator, small_server):
@@ -127,10 +140,29 @@ def test_explorer_cannot_change_permissions_of_others_content(small_emulator):
     state = small_emulator.state
     explorer = signed_in_server(small_emulator, EXPLORER_PAT)
     finance = next(p for p in state.projects.values() if p.name == "Finance")
-    wb_id = next(w.id for w in state.workbooks.values()
-                 if w.owner_id != explorer.user_id and w.project_id == finance.id)
+    wb_id = next(
+        w.id
+        for w in state.workbooks.values()
+        if w.owner_id != explorer.user_id and w.project_id == finance.id
+    )
     wb = explorer.workbooks.get_by_id(wb_id)
     viewer = explorer.users.get_by_id(state.user_by_name("viewer@example.com").id)
     with pytest.raises(TSC.ServerResponseError) as caught:
         explorer.workbooks.update_permissions(wb, [PermissionsRule(viewer, {Cap.Read: Mode.Allow})])
     assert caught.value.code.startswith("403")
+
+
+def test_locks_follow_nesting_rules():
+    from emulator.handlers.permissions import locking_project
+    from emulator.testing import small_site
+
+    site = small_site()
+    finance = next(p for p in site.projects.values() if p.name == "Finance")
+    reports = next(p for p in site.projects.values() if p.name == "Reports")
+    reports.content_permissions = "ManagedByOwner"
+    assert locking_project(site, reports.id) is None
+    finance.content_permissions = "LockedToProject"
+    assert locking_project(site, reports.id) is finance  # a nested lock reaches the child project
+    finance.content_permissions = "LockedToProjectWithoutNested"
+    assert locking_project(site, reports.id) is None
+    assert locking_project(site, finance.id) is finance

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import requests
@@ -51,8 +51,11 @@ def test_page_size_over_1000_is_rejected(small_server):
 def test_default_page_is_100_with_pagination():
     with start_emulator(small_site(workbooks=150)) as emu:
         server = signed_in_server(emu)
-        reply = requests.get(f"{emu.url}/api/3.24/sites/{server.site_id}/workbooks",
-                             headers={"x-tableau-auth": server.auth_token}, timeout=10)
+        reply = requests.get(
+            f"{emu.url}/api/3.24/sites/{server.site_id}/workbooks",
+            headers={"x-tableau-auth": server.auth_token},
+            timeout=10,
+        )
         assert '<pagination pageNumber="1" pageSize="100" totalAvailable="150"/>' in reply.text
         items, pagination = server.workbooks.get()
         assert len(items) == 100 and pagination.total_available == 150
@@ -62,10 +65,14 @@ def test_filters_eq_in_and_total_after_filtering(small_emulator, small_server):
     state = small_emulator.state
     finance = next(p for p in state.projects.values() if p.name == "Finance")
     items = list(small_server.workbooks.filter(project_name="Finance"))
-    assert {wb.id for wb in items} == {wb.id for wb in state.workbooks.values() if wb.project_id == finance.id}
+    assert {wb.id for wb in items} == {
+        wb.id for wb in state.workbooks.values() if wb.project_id == finance.id
+    }
 
     opts = TSC.RequestOptions(pagesize=2)
-    opts.filter.add(TSC.Filter(TSC.RequestOptions.Field.Tags, TSC.RequestOptions.Operator.In, ["ops", "nothing"]))
+    opts.filter.add(
+        TSC.Filter(TSC.RequestOptions.Field.Tags, TSC.RequestOptions.Operator.In, ["ops", "nothing"])
+    )
     page, pagination = small_server.workbooks.get(opts)
     tagged = [wb for wb in state.workbooks.values() if "ops" in wb.tags]
     assert pagination.total_available == len(tagged)
@@ -78,14 +85,16 @@ def test_filter_by_owner_and_datetime(small_emulator, small_server):
     owned = list(small_server.workbooks.filter(owner_email=creator.email))
     assert {wb.id for wb in owned} == {wb.id for wb in state.workbooks.values() if wb.owner_id == creator.id}
 
-    cutoff = datetime(2024, 1, 15, tzinfo=timezone.utc)
+    cutoff = datetime(2024, 1, 15, tzinfo=UTC)
     newer = list(small_server.workbooks.filter(created_at__gt=cutoff))
     assert {wb.id for wb in newer} == {wb.id for wb in state.workbooks.values() if wb.created_at > cutoff}
 
 
 def test_users_name_cieq_and_site_role_in(small_emulator, small_server):
     opts = TSC.RequestOptions()
-    opts.filter.add(TSC.Filter("name", TSC.RequestOptions.Operator.CaseInsensitiveEquals, "ADMIN@EXAMPLE.COM"))
+    opts.filter.add(
+        TSC.Filter("name", TSC.RequestOptions.Operator.CaseInsensitiveEquals, "ADMIN@EXAMPLE.COM")
+    )
     users, _ = small_server.users.get(opts)
     assert [u.name for u in users] == ["admin@example.com"]
     roles = list(small_server.users.filter(site_role__in=["Viewer", "Explorer"]))
@@ -97,7 +106,9 @@ def test_sorting_asc_desc_and_multi_key(small_emulator, small_server):
     names = [wb.name for wb in small_server.workbooks.order_by("-name")]
     assert names == sorted((wb.name for wb in state.workbooks.values()), reverse=True)
     # TSC sorts the clauses alphabetically, so a multi-key order is sent by hand here.
-    url = f"{small_emulator.url}/api/3.24/sites/{small_server.site_id}/workbooks?sort=hasExtracts:desc,size:asc"
+    url = (
+        f"{small_emulator.url}/api/3.24/sites/{small_server.site_id}/workbooks?sort=hasExtracts:desc,size:asc"
+    )
     reply = requests.get(url, headers={"x-tableau-auth": small_server.auth_token}, timeout=10)
     items = TSC.WorkbookItem.from_response(reply.content, small_server.namespace)
     expected = sorted(state.workbooks.values(), key=lambda wb: (not wb.has_extracts, wb.size))
@@ -118,8 +129,10 @@ def test_bad_filter_field_and_sort_are_400(small_server):
 
 def test_unencoded_query_strings_are_accepted(small_emulator, small_server):
     # Below API 3.7 TSC appends the query unencoded; the grammar must survive both spellings.
-    url = (f"{small_emulator.url}/api/3.24/sites/{small_server.site_id}/workbooks"
-           "?filter=tags:in:[ops,weekly],name:eq:Workbook 01&sort=name:asc&pageSize=50")
+    url = (
+        f"{small_emulator.url}/api/3.24/sites/{small_server.site_id}/workbooks"
+        "?filter=tags:in:[ops,weekly],name:eq:Workbook 01&sort=name:asc&pageSize=50"
+    )
     reply = requests.get(url, headers={"x-tableau-auth": small_server.auth_token}, timeout=10)
     assert reply.status_code == 200
     assert 'totalAvailable="1"' in reply.text and "Workbook 01" in reply.text
@@ -178,12 +191,15 @@ def test_all_fields_on_users(small_emulator, small_server):
 
 def test_split_outside_brackets():
     assert split_outside_brackets("name:eq:a,tags:in:[x,y z],size:gt:3") == [
-        "name:eq:a", "tags:in:[x,y z]", "size:gt:3"]
+        "name:eq:a",
+        "tags:in:[x,y z]",
+        "size:gt:3",
+    ]
 
 
 def test_filter_values_keep_their_colons():
     clauses = parse_filter("createdAt:gte:2024-01-01T00:00:00Z", workbook_table(small_site()))
-    assert clauses[0].value == datetime(2024, 1, 1, tzinfo=timezone.utc)
+    assert clauses[0].value == datetime(2024, 1, 1, tzinfo=UTC)
 
 
 def test_fields_parsing():

@@ -1,0 +1,257 @@
+"""Benchmark: list every workbook with owner names and project paths, three ways.
+
+    .venv/bin/python -m bench.access_listing [--size large] [--latency-ms 50] [--runs 5] [--blog-runs 3]
+
+1. **access layer**: `TableauClient.list_content("workbook")` + `project_tree()` (page 1, then the
+   other pages concurrently, names via `fields`, production defaults: 4 in flight, 10 req/s).
+2. **blog-post way**: `TSC.Pager(server.workbooks)` at TSC's default page size (100), then one
+   `users.get_by_id` per distinct owner, and `TSC.Pager(server.projects)` for the project paths.
+3. **TSC.Pager at 1000**: sequential pages of 1000 with the same `fields` (names in the same call),
+   plus the projects at 1000. This isolates what concurrency buys.
+
+The emulator runs in a separate process (so its CPU does not share the client's GIL) with the
+given latency per request. Wall time is the median of `--runs` runs (sign-in excluded, each run
+signs in fresh); requests are counted from the emulator's request log (sign-in, serverInfo and
+sign-out excluded); peak memory is the tracemalloc peak of one extra run (tracemalloc slows Python
+down, so it is never on during the timed runs). The floor is ceil(N/1000)/concurrency × latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import anyio
+
+PAT = ("bench-pat", "bench-pat-secret")
+_ROOT = Path(__file__).resolve().parents[1]
+_AUTH_PATHS = ("/auth/signin", "/serverInfo", "/auth/signout")
+
+
+# -- emulator ----------------------------------------------------------------------------------
+
+
+class _Emulator:
+    def __init__(self, url: str, site: str, control: Any, stop: Callable[[], None], workbooks: int) -> None:
+        self.url, self.site, self.control, self._stop, self.workbooks = url, site, control, stop, workbooks
+
+    def api_requests(self) -> int:
+        return sum(1 for e in self.control.get_request_log() if not e.path.endswith(_AUTH_PATHS))
+
+    def stop(self) -> None:
+        self._stop()
+
+
+@contextmanager
+def emulator(size: str, latency_ms: float, fallback_workbooks: int) -> Iterator[_Emulator]:
+    """The generated `size` site via `tableau-steward emulator` when the generator exists, else
+    `small_site(workbooks=fallback_workbooks)` in an EmulatorProcess."""
+    from emulator.process import RemoteControl
+
+    try:
+        import emulator.generator  # noqa: F401
+    except ImportError:
+        generator = False
+    else:
+        generator = True
+    if generator:
+        command = [
+            sys.executable, "-m", "server.cli", "emulator", "--size", size, "--port", "0",
+            "--latency-ms", str(latency_ms), "--pat", f"{PAT[0]}:{PAT[1]}",
+        ]
+        process = subprocess.Popen(command, cwd=_ROOT, stdout=subprocess.PIPE, text=True)
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        if " at http" not in line:
+            process.kill()
+            raise RuntimeError(f"the emulator did not start: {line!r}")
+        url = line.split(" at ", 1)[1].split()[0]
+        site = line.split("site='", 1)[1].split("'", 1)[0]
+
+        def stop() -> None:
+            process.terminate()
+            process.wait(10)
+
+        control = RemoteControl(url)
+        count = _count_workbooks(url, site)
+        emu = _Emulator(url, site, control, stop, count)
+    else:
+        from emulator.process import EmulatorProcess
+        from emulator.testing import add_admin_pat, small_site
+
+        state = small_site(workbooks=fallback_workbooks, content_url="bench")
+        add_admin_pat(state, *PAT)
+        process = EmulatorProcess(state, latency_ms=latency_ms).start()
+        emu = _Emulator(process.url, "bench", process.control, process.stop, fallback_workbooks)
+    try:
+        yield emu
+    finally:
+        emu.stop()
+
+
+def _count_workbooks(url: str, site: str) -> int:
+    import tableauserverclient as TSC
+
+    server = TSC.Server(url, use_server_version=True, http_options={"timeout": 30})
+    server.auth.sign_in(TSC.PersonalAccessTokenAuth(*PAT, site_id=site))
+    try:
+        _, pagination = server.workbooks.get(TSC.RequestOptions(pagesize=1))
+        return int(pagination.total_available)
+    finally:
+        server.auth.sign_out()
+
+
+# -- the three ways ----------------------------------------------------------------------------
+
+
+def _tsc_server(emu: _Emulator) -> Any:
+    import tableauserverclient as TSC
+
+    server = TSC.Server(emu.url, use_server_version=True, http_options={"timeout": 60})
+    server.auth.sign_in(TSC.PersonalAccessTokenAuth(*PAT, site_id=emu.site))
+    return server
+
+
+def _paths(projects: dict[str, Any]) -> dict[str, str]:
+    def path(pid: str) -> str:
+        parts, current, seen = [], pid, set()
+        while current in projects and current not in seen:
+            seen.add(current)
+            parts.append(projects[current].name)
+            current = projects[current].parent_id
+        return "/".join(reversed(parts))
+
+    return {pid: path(pid) for pid in projects}
+
+
+def blog_post_way(emu: _Emulator) -> tuple[float, int]:
+    import tableauserverclient as TSC
+
+    server = _tsc_server(emu)
+    try:
+        started = time.perf_counter()
+        workbooks = list(TSC.Pager(server.workbooks))
+        owners = {wb.owner_id: server.users.get_by_id(wb.owner_id) for wb in workbooks if wb.owner_id}
+        paths = _paths({p.id: p for p in TSC.Pager(server.projects)})
+        rows = [(wb.name, owners[wb.owner_id].name, paths.get(wb.project_id)) for wb in workbooks]
+        elapsed = time.perf_counter() - started
+    finally:
+        server.auth.sign_out()
+    return elapsed, len(rows)
+
+
+def pager_1000_way(emu: _Emulator) -> tuple[float, int]:
+    import tableauserverclient as TSC
+
+    server = _tsc_server(emu)
+    try:
+        started = time.perf_counter()
+        options = TSC.RequestOptions(pagesize=1000)
+        options.fields |= {"_default_", "owner.name", "owner.email", "project.name"}
+        workbooks = list(TSC.Pager(server.workbooks, options))
+        paths = _paths({p.id: p for p in TSC.Pager(server.projects, TSC.RequestOptions(pagesize=1000))})
+        rows = [(wb.name, wb.owner.name if wb.owner else None, paths.get(wb.project_id)) for wb in workbooks]
+        elapsed = time.perf_counter() - started
+    finally:
+        server.auth.sign_out()
+    return elapsed, len(rows)
+
+
+def access_layer_way(emu: _Emulator) -> tuple[float, int]:
+    from server.config import Settings
+    from server.tableau import TableauClient
+
+    async def run() -> tuple[float, int]:
+        async with TableauClient(Settings.for_pat(emu.url, emu.site, *PAT)) as client:
+            started = time.perf_counter()
+            results: dict[str, Any] = {}
+
+            async def workbooks() -> None:
+                results["workbooks"] = await client.list_content("workbook")
+
+            async def tree() -> None:
+                results["tree"] = await client.project_tree()
+
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(workbooks)
+                tasks.start_soon(tree)
+            tree_ = results["tree"]
+            rows = [(r.name, r.owner_name, tree_.path_of(r.project_id)) for r in results["workbooks"]]
+            return time.perf_counter() - started, len(rows)
+
+    return anyio.run(run)
+
+
+WAYS: dict[str, Callable[[_Emulator], tuple[float, int]]] = {
+    "access layer (parallel, fields)": access_layer_way,
+    "TSC.Pager, page size 1000 + fields": pager_1000_way,
+    "blog post: Pager(100) + users.get_by_id per owner": blog_post_way,
+}
+
+
+def measure(emu: _Emulator, way: Callable[[_Emulator], tuple[float, int]], runs: int) -> dict[str, Any]:
+    times, requests, rows = [], 0, 0
+    for _ in range(runs):
+        emu.control.reset_request_log()
+        elapsed, rows = way(emu)
+        requests = emu.api_requests()
+        times.append(elapsed)
+    emu.control.reset_request_log()
+    tracemalloc.start()
+    way(emu)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return {"median_s": statistics.median(times), "times": times, "requests": requests, "rows": rows,
+            "peak_mb": peak / 2**20}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.access_listing", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", default="large", choices=("demo", "large"))
+    parser.add_argument("--latency-ms", type=float, default=50)
+    parser.add_argument("--runs", type=int, default=5, help="timed runs for the fast ways (median)")
+    parser.add_argument("--blog-runs", type=int, default=3, help="timed runs for the blog-post way")
+    parser.add_argument("--fallback-workbooks", type=int, default=10000,
+                        help="workbooks in the fallback site when emulator.generator is missing")
+    args = parser.parse_args(argv)
+
+    with emulator(args.size, args.latency_ms, args.fallback_workbooks) as emu:
+        n = emu.workbooks
+        concurrency = 4
+        floor = math.ceil(n / 1000) / concurrency * args.latency_ms / 1000
+        print(f"site {emu.site!r}: {n} workbooks, latency {args.latency_ms:g} ms; floor "
+              f"ceil(N/1000)/{concurrency} x latency = {floor * 1000:.0f} ms", flush=True)
+        results = {}
+        for name, way in WAYS.items():
+            runs = args.blog_runs if "blog" in name else args.runs
+            results[name] = measure(emu, way, runs)
+            r = results[name]
+            print(f"  {name}: median {r['median_s'] * 1000:.0f} ms over {runs} runs, {r['requests']} requests, "
+                  f"peak {r['peak_mb']:.1f} MB, rows {r['rows']}", flush=True)
+
+    ours = results["access layer (parallel, fields)"]["median_s"]
+    print()
+    print("| approach | median wall time | requests | peak memory (tracemalloc) | vs. access layer |")
+    print("|---|---|---|---|---|")
+    for name, r in results.items():
+        print(f"| {name} | {r['median_s'] * 1000:.0f} ms | {r['requests']} | {r['peak_mb']:.1f} MB | "
+              f"{r['median_s'] / ours:.1f}× |")
+    print(f"| floor ceil(N/1000)/4 × latency | {floor * 1000:.0f} ms | {math.ceil(n / 1000)} | | "
+          f"{floor / ours:.2f}× |")
+    print()
+    print(f"access layer / floor = {ours / floor:.2f} (target ≤ 1.5); blog post / access layer = "
+          f"{results['blog post: Pager(100) + users.get_by_id per owner']['median_s'] / ours:.1f} (target ≥ 10)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
