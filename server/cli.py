@@ -8,7 +8,9 @@ import sys
 
 # Modules exposing `register(subparsers)`; each subcommand sets `handler=fn(args) -> int`.
 SUBCOMMAND_MODULES = (
+    "server.serve_cli",
     "emulator.cli",
+    "server.governance.cli",
 )
 
 

@@ -59,7 +59,9 @@ def _services_factory(settings, args: argparse.Namespace):
 
     @asynccontextmanager
     async def open_services() -> AsyncIterator[Services]:
-        governance = Governance.open(Path(args.policy), transport=args.transport, no_auth=args.no_auth, host=args.host)
+        governance = Governance.open(
+            Path(args.policy), transport=args.transport, no_auth=args.no_auth, host=args.host, port=args.port
+        )
         try:
             async with TableauClient(settings) as client:
                 yield Services(tableau=client, governance=governance)

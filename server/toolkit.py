@@ -64,7 +64,7 @@ FactsFn = Callable[[ToolContext, Any], Awaitable[dict[str, Any]]]
 PreviewFn = Callable[[ToolContext, Any], Awaitable[str]]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity: specs are registered once and used as cache keys
 class ToolSpec:
     name: str
     title: str

@@ -1,0 +1,278 @@
+"""The governance adapter the call path uses: who is calling, what the policy says, audit and approvals.
+
+It binds the pure governance core (server/governance) to this server: the tool registry is the
+policy's catalog, HTTP bearer tokens become principals, and Tableau requests are audited.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.auth.provider import AccessToken
+from mcp.server.auth.settings import AuthSettings
+from pydantic import AnyHttpUrl
+
+from server.governance import (
+    ApprovalError,
+    ApprovalRequest,
+    ApprovalStore,
+    AuditLog,
+    AuditUnavailable,
+    CallFacts,
+    Decision,
+    Policy,
+    PolicyError,
+    Principal,
+    ToolInfo,
+    decide,
+    load_policy,
+    visible_tools,
+)
+from server.toolkit import ToolSpec
+
+__all__ = ["AuditUnavailable", "Governance", "PolicyError"]
+
+log = logging.getLogger(__name__)
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def tool_catalog() -> dict[str, ToolInfo]:
+    """The policy's catalog is the real registry, so a policy naming a tool we do not have fails to load."""
+    from tools.registry import TOOLS
+
+    return {spec.name: ToolInfo(is_write=spec.is_write, facts=_facts_of(spec)) for spec in TOOLS}
+
+
+def _facts_of(spec: ToolSpec) -> frozenset[str]:
+    declared = {
+        "refresh_and_wait": {"project_path", "content_kind"},
+        "add_user_to_group": {"group_name", "target_user_site_role"},
+    }
+    return frozenset(declared.get(spec.name, set()))
+
+
+class PolicyTokenVerifier:
+    """Maps an HTTP bearer token to the policy's principal; tokens are compared as sha256 hashes."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        principal = self.policy.principal_for_token(token)
+        if principal is None:
+            return None
+        return AccessToken(token=token, client_id=principal.name, scopes=[], subject=principal.name)
+
+
+class Governance:
+    def __init__(
+        self,
+        policy: Policy,
+        audit: AuditLog,
+        approvals: ApprovalStore,
+        *,
+        transport: str = "stdio",
+        no_auth: bool = False,
+        host: str = "127.0.0.1",
+        port: int = 8765,
+    ) -> None:
+        self.policy = policy
+        self.audit = audit
+        self.approvals = approvals
+        self.transport = transport
+        self.no_auth = no_auth
+        self.host = host
+        self.port = port
+
+    # -- construction -------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, policy_path: Path, *, transport: str = "stdio", no_auth: bool = False, host: str = "127.0.0.1") -> Policy:
+        """Load the policy and check it fits the transport. Raises PolicyError with what to fix."""
+        policy = load_policy(policy_path, tool_catalog())
+        if transport == "http" and not no_auth and not policy.tokens:
+            raise PolicyError(
+                f"{policy_path}: streamable HTTP requires bearer tokens, and the policy defines none under "
+                "http.tokens. Add one with `tableau-steward policy hash-token --principal NAME --role ROLE "
+                "--generate`, or serve on loopback with --no-auth."
+            )
+        if transport == "http" and no_auth and host not in LOOPBACK:
+            raise PolicyError("--no-auth is only allowed when binding to loopback (127.0.0.1, localhost, ::1).")
+        if (transport == "stdio" or no_auth) and policy.local_principal() is None:
+            raise PolicyError(f"{policy_path}: stdio and --no-auth run as the `local:` principal, which is missing.")
+        return policy
+
+    @classmethod
+    def check(cls, policy_path: Path, **kwargs: Any) -> None:
+        cls.load(policy_path, **kwargs)
+
+    @classmethod
+    def open(cls, policy_path: Path, *, transport: str = "stdio", no_auth: bool = False,
+             host: str = "127.0.0.1", port: int = 8765) -> Governance:
+        policy = cls.load(policy_path, transport=transport, no_auth=no_auth, host=host)
+        audit = AuditLog.open(policy.audit_path, synchronous=policy.audit_synchronous, redact=policy.redact_names)
+        return cls(policy, audit, ApprovalStore(audit), transport=transport, no_auth=no_auth, host=host, port=port)
+
+    def close(self) -> None:
+        self.audit.close()
+
+    def mcp_auth_kwargs(self) -> dict[str, Any]:
+        """Bearer-token authentication for streamable HTTP; stdio and --no-auth run as the local principal."""
+        if self.transport != "http" or self.no_auth:
+            return {}
+        url = f"http://{self.host}:{self.port}/mcp"
+        return {
+            "token_verifier": PolicyTokenVerifier(self.policy),
+            "auth": AuthSettings(
+                issuer_url=AnyHttpUrl(f"http://{self.host}:{self.port}"),
+                resource_server_url=AnyHttpUrl(url),
+                validate_token_resource=False,
+            ),
+        }
+
+    # -- who and what -------------------------------------------------------------------------
+
+    def current_principal(self) -> str:
+        token = get_access_token()
+        if token is not None:
+            return token.subject or token.client_id
+        local = self.policy.local_principal()
+        if local is None:  # HTTP with auth never gets here without a token: the SDK answers 401 first
+            raise PolicyError("no principal: the request carried no token and the policy has no local principal")
+        return local.name
+
+    def _principal(self, name: str) -> Principal:
+        local = self.policy.local_principal()
+        if local is not None and local.name == name:
+            return local
+        return Principal(name=name, roles=self.policy.roles_of(name), via="token")
+
+    def visible_tools(self, principal: str) -> set[str]:
+        return visible_tools(self.policy, self._principal(principal))
+
+    def decide(self, principal: str, spec: ToolSpec, arguments: dict[str, Any], facts: dict[str, Any],
+               *, call_id: str) -> Decision:
+        decision = decide(self.policy, self._principal(principal), spec.name, CallFacts.from_mapping(facts))
+        self.audit.append(
+            "tool_call.decision",
+            call_id=call_id,
+            principal=principal,
+            tool=spec.name,
+            effect=decision.effect,
+            rule=decision.rule_id,
+            reason=decision.reason,
+            facts=CallFacts.from_mapping(facts).as_dict(),
+            policy_hash=self.policy.hash,
+        )
+        return decision
+
+    def describe_policy(self, principal: str) -> dict[str, Any]:
+        visible = self.visible_tools(principal)
+        return {
+            "principal": principal,
+            "mode": self.policy.mode,
+            "policy_hash": self.policy.hash,
+            "tools_you_can_use": sorted(visible),
+            "tools_hidden_from_you": sorted(set(self.policy.catalog) - visible),
+            "rules": [
+                {"id": r.id, "description": r.description, "tools": sorted(r.tools), "effect": r.effect}
+                for r in self.policy.rules
+                if r.applies_to(self._principal(principal))
+            ],
+            "approvals": {
+                "required_approvals": self.policy.required_approvals,
+                "ttl_seconds": self.policy.approval_ttl,
+            },
+        }
+
+    # -- audit ----------------------------------------------------------------------------------
+
+    def record_intent(self, call_id: str, principal: str, spec: ToolSpec, arguments: dict[str, Any],
+                      approval_id: str | None = None) -> None:
+        self.audit.record_intent(
+            call_id=call_id,
+            principal=principal,
+            tool=spec.name,
+            arguments=arguments,
+            policy_hash=self.policy.hash,
+            approval_id=approval_id,
+            effect=spec.effect,
+        )
+
+    def record_outcome(self, call_id: str, spec: ToolSpec, status: str, started: float, *,
+                       summary: str | None = None, error: str | None = None, approval_id: str | None = None) -> None:
+        try:
+            self.audit.record_outcome(
+                call_id=call_id,
+                tool=spec.name,
+                status=status,
+                duration_ms=(time.monotonic() - started) * 1000,
+                summary=summary,
+                error=error,
+                approval_id=approval_id,
+            )
+        except AuditUnavailable:
+            # The intent is on record; an outcome that cannot be written must not hide the result.
+            log.error("could not write the outcome record of %s (call %s)", spec.name, call_id)
+
+    def record_tableau_request(self, event: Any) -> None:
+        try:
+            self.audit.record_tableau_request(event)
+        except AuditUnavailable:
+            log.error("could not audit a Tableau request (%s %s)", event.method, event.path)
+
+    # -- approvals ------------------------------------------------------------------------------
+
+    def create_approval(self, principal: str, spec: ToolSpec, arguments: dict[str, Any], preview: str,
+                        *, call_id: str) -> ApprovalRequest:
+        return self.approvals.create(
+            spec.name,
+            arguments,
+            principal,
+            preview,
+            self.policy.approval_ttl,
+            required_approvals=self.policy.required_approvals,
+            call_id=call_id,
+            policy_hash=self.policy.hash,
+        )
+
+    def approved_requests(self, request_id: str | None = None) -> list[ApprovalRequest]:
+        if request_id is not None:
+            request = self.approvals.get(request_id)
+            return [request] if request is not None and request.status == "approved" else []
+        return self.approvals.list(status="approved")
+
+    def claim(self, request: ApprovalRequest) -> ApprovalRequest | None:
+        """Atomically take an approved request to run; None when another process got it first."""
+        try:
+            return self.approvals.claim_for_execution(request.id, request.tool, request.args_digest)
+        except ApprovalError as exc:
+            log.info("not running %s: %s", request.id, exc)
+            return None
+
+    def finish_approval(self, request_id: str, *, ok: bool, result: str) -> None:
+        self.approvals.record_result(request_id, ok, result)
+
+    def get_request(self, request_id: str) -> ApprovalRequest | None:
+        return self.approvals.get(request_id)
+
+    def request_view(self, request: ApprovalRequest) -> dict[str, Any]:
+        view = request.view()
+        status = view["status"]
+        messages = {
+            "pending": f"Waiting for {request.required_approvals} approval(s) from an approver.",
+            "approved": "Approved; the server runs it shortly.",
+            "executing": "Approved and running now.",
+            "executed": "Approved and done; `result` says what changed.",
+            "failed": "Approved, but running it failed; `result` says why.",
+            "denied": "An approver denied it; nothing was changed.",
+            "expired": "It expired before it was approved or run; nothing was changed. Ask again if still needed.",
+        }
+        view["message"] = messages.get(status, status)
+        view.pop("args_digest", None)
+        view.pop("required_approvals", None)
+        return view

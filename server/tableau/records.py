@@ -1,0 +1,209 @@
+"""What the access layer returns: small, frozen pydantic models with no TSC types in them.
+
+All datetimes are timezone-aware UTC (or None when Tableau did not say). Ids are Tableau LUIDs.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+ContentKind = Literal["workbook", "view", "datasource", "flow", "project"]
+CONTENT_KINDS: tuple[ContentKind, ...] = ("workbook", "view", "datasource", "flow", "project")
+CapabilityMode = Literal["Allow", "Deny"]
+JobStatus = Literal["Pending", "InProgress", "Success", "Failed", "Cancelled"]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _utc(cls, value: Any) -> Any:
+        # TSC attaches its own UTC tzinfo class; normalise to datetime.timezone.utc (naive → UTC).
+        if isinstance(value, datetime):
+            return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        return value
+
+
+class ServerInfo(_Record):
+    """The server, the negotiated API version, the site and the signed-in user."""
+
+    server_url: str
+    product_version: str | None = None
+    build: str | None = None
+    api_version: str = Field(description="The REST API version every request uses (negotiated or pinned).")
+    server_api_version: str | None = Field(None, description="The highest REST API version the server offers.")
+    site_id: str
+    site_name: str | None = None
+    site_content_url: str = ""
+    user_id: str
+    user_name: str | None = None
+    user_site_role: str | None = None
+
+
+class ContentRecord(_Record):
+    """One workbook, view, datasource, flow or project, with owner and project names already resolved.
+
+    Fields that do not apply to a kind are None (e.g. `workbook_name` is only set for views,
+    `parent_project_id`/`content_permissions` only for projects; for a project `project_id` is None).
+    """
+
+    kind: ContentKind
+    id: str
+    name: str
+    content_url: str | None = None
+    webpage_url: str | None = None
+    description: str | None = None
+    project_id: str | None = None
+    project_name: str | None = None
+    owner_id: str | None = None
+    owner_name: str | None = Field(None, description="The owner's sign-in name.")
+    owner_email: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    tags: tuple[str, ...] = ()
+    # workbooks and datasources
+    size: int | None = Field(None, description="Size in MB, as Tableau reports it (workbooks, datasources).")
+    has_extracts: bool | None = None
+    # workbooks
+    show_tabs: bool | None = None
+    sheet_count: int | None = None
+    default_view_id: str | None = None
+    # views
+    workbook_id: str | None = None
+    workbook_name: str | None = None
+    sheet_type: str | None = None
+    total_view_count: int | None = Field(None, description="For views: all-time view count (usage statistics).")
+    # datasources
+    type: str | None = Field(None, description="For datasources: the connection type, e.g. 'snowflake'.")
+    is_certified: bool | None = None
+    # projects
+    parent_project_id: str | None = None
+    content_permissions: str | None = Field(
+        None, description="For projects: ManagedByOwner, LockedToProject or LockedToProjectWithoutNested."
+    )
+
+
+class ProjectNode(_Record):
+    id: str
+    name: str
+    parent_id: str | None = None
+    path: str = Field(description="Full path from the top level, e.g. 'Sales/EMEA'.")
+    content_permissions: str | None = Field(None, description="Lock mode.")
+    owner_id: str | None = None
+    description: str | None = None
+
+
+class ProjectTree(_Record):
+    """Every project on the site by id, with full paths. Cached briefly by the client."""
+
+    nodes: dict[str, ProjectNode] = Field(default_factory=dict)
+
+    def get(self, project_id: str | None) -> ProjectNode | None:
+        return self.nodes.get(project_id) if project_id else None
+
+    def path_of(self, project_id: str | None) -> str | None:
+        """'Sales/EMEA' for a project id; None when the id is None or unknown."""
+        node = self.get(project_id)
+        return node.path if node else None
+
+    def paths(self) -> dict[str, str]:
+        """id → full path for every project."""
+        return {pid: node.path for pid, node in self.nodes.items()}
+
+    def by_path(self, path: str) -> ProjectNode | None:
+        """The project at `path` (case-insensitive, surrounding slashes ignored)."""
+        wanted = path.strip("/").lower()
+        for node in self.nodes.values():
+            if node.path.lower() == wanted:
+                return node
+        return None
+
+    def children(self, project_id: str | None) -> list[ProjectNode]:
+        """Direct sub-projects of `project_id` (None: the top-level projects)."""
+        return [n for n in self.nodes.values() if n.parent_id == project_id]
+
+    def ancestors(self, project_id: str) -> list[ProjectNode]:
+        """The project's chain from itself up to its top-level project (itself first)."""
+        chain: list[ProjectNode] = []
+        current = self.get(project_id)
+        while current is not None and current not in chain:
+            chain.append(current)
+            current = self.get(current.parent_id)
+        return chain
+
+
+class UserRecord(_Record):
+    id: str
+    name: str = Field(description="Sign-in name.")
+    full_name: str | None = None
+    email: str | None = None
+    site_role: str | None = None
+    last_login: datetime | None = None
+    auth_setting: str | None = None
+    domain_name: str | None = None
+    locale: str | None = None
+
+
+class GroupRecord(_Record):
+    id: str
+    name: str
+    user_count: int | None = None
+    minimum_site_role: str | None = Field(None, description="Grant-license-on-sign-in role, if any.")
+    domain_name: str | None = None
+
+
+class PermissionRule(_Record):
+    """One grantee's explicit capabilities on one item (a `<granteeCapabilities>` block)."""
+
+    grantee_kind: Literal["user", "group", "groupSet"]
+    grantee_id: str
+    capabilities: dict[str, CapabilityMode]
+
+
+class RefreshStarted(_Record):
+    job_id: str
+    already_queued: bool = Field(
+        description="True when Tableau said a refresh was already queued (409093) and this is that job."
+    )
+    kind: Literal["workbook", "datasource"]
+    target_id: str
+
+
+class JobRecord(_Record):
+    """A background job. From `get_job` every field Tableau reports is set; from `list_jobs`, Tableau's
+    job list does not include progress, finish code, notes or the target's id (`target_name` is the
+    job's subtitle there)."""
+
+    id: str
+    status: JobStatus | str
+    job_type: str | None = Field(None, description="refresh_extracts, increment_extracts, run_flow, ...")
+    progress: int | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    finish_code: int | None = Field(None, description="0 success, 1 failed, 2 cancelled, 3 completed; None while running.")
+    notes: str | None = None
+    target_kind: Literal["workbook", "datasource", "flow"] | None = None
+    target_id: str | None = None
+    target_name: str | None = None
+    priority: int | None = None
+    title: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.completed_at is not None
+
+
+class JobList(list[JobRecord]):
+    """The jobs `list_jobs` returned (a plain list) plus `total`: how many jobs matched on the server."""
+
+    def __init__(self, jobs: list[JobRecord] | None = None, total: int | None = None) -> None:
+        super().__init__(jobs or [])
+        self.total = len(self) if total is None else total
+
+    def __repr__(self) -> str:
+        return f"JobList({list.__repr__(self)}, total={self.total})"

@@ -1,0 +1,356 @@
+"""The single choke point for every HTTP request TSC sends on our behalf.
+
+TSC 0.42 takes a `session_factory` and gives every thread its own `requests.Session` from it.
+Ours is `StewardSession`, whose `request()` wraps each request TSC makes (paging, job polls,
+version negotiation, sign-in, sign-out, redirects) with, in order:
+
+1. the client-side rate limit (token bucket, `Settings.rate_limit` requests/s, shared by all threads);
+2. the concurrency limit (`Settings.concurrency` requests in flight, shared), held only while sending;
+3. the request timeout (`Settings.request_timeout`) and TLS verification settings;
+4. the observer hook: one `RequestEvent` per attempt, with the operation id of the caller;
+5. one re-sign-in on 401 (single-flight, done by the client's `reauthenticate` callback) and one
+   replay with the new `x-tableau-auth` header;
+6. retries of 429 / 502 / 503 / 504 and connection resets with exponential backoff and full jitter,
+   honouring Retry-After (seconds or HTTP date) and Tableau Cloud's "retry after N minutes" body
+   text, under an overall deadline (`Settings.retry_deadline`) - for retry-safe requests only.
+
+Retry-safe requests (see `is_retry_safe`): GET/HEAD/OPTIONS; sign-in (a new sign-in simply replaces
+the session); TSC's project read (a PUT with an empty `<project/>` body, which changes nothing); and
+extract-refresh POSTs (a duplicate is answered 409093 "already queued", which the client turns into
+"attach to the queued job"). Everything else - other PUTs (job cancel, permission and item updates),
+POSTs (group membership), DELETEs, PATCHes - fails at once with a clear error: repeating a write
+whose first attempt may have been applied is the caller's decision, not ours. Read timeouts are not
+retried either (the request may still be running on the server, and a slow server rarely speeds up).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import threading
+import time
+from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+
+import requests
+from requests.models import PreparedRequest
+
+from server.config import Settings
+
+from .errors import RateLimited, TableauUnavailable, _is_connect_failure, retry_hint_seconds
+
+log = logging.getLogger(__name__)
+
+# The operation id of the current task/thread; anyio.to_thread.run_sync copies the context into the
+# worker thread, so requests made there carry the id of the `operation()` that started them.
+OPERATION_ID: ContextVar[str | None] = ContextVar("tableau_operation_id", default=None)
+
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+AUTH_HEADER = "x-tableau-auth"
+_SECRET_KEYS = re.compile(r"(secret|password|passwd|token|jwt|credential|auth)", re.IGNORECASE)
+_REFRESH_PATH = re.compile(r"/sites/[^/]+/(workbooks|datasources)/[^/]+/refresh/?$")
+_PROJECT_PATH = re.compile(r"/sites/[^/]+/projects/[^/]+/?$")
+_EMPTY_PROJECT_BODY = re.compile(rb"^\s*<tsRequest>\s*<project\s*/>\s*</tsRequest>\s*$")
+
+
+@dataclass(frozen=True)
+class RequestEvent:
+    """One HTTP request attempt, as seen by observers (the audit log, tests, benchmarks).
+
+    `path` is the URL path without scheme/host (percent-decoded); `query` the query string with any
+    secret-looking parameter redacted; `status` None when no response arrived (then `error` names
+    the failure, e.g. "ConnectionError"); `attempt` counts from 1 within one logical request
+    (retries and the replay after a re-sign-in increase it); `operation_id` is the id of the
+    enclosing `TableauClient.operation()`, or None.
+    """
+
+    method: str
+    path: str
+    query: str
+    status: int | None
+    duration_ms: float
+    attempt: int
+    operation_id: str | None
+    error: str | None = None
+
+
+Observer = Callable[[RequestEvent], None]
+
+
+class TokenBucket:
+    """A thread-safe token bucket: `rate` tokens per second, bursts up to `capacity`.
+
+    `acquire()` reserves a token and sleeps until it is due, so waiting callers queue fairly.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        capacity: float | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.rate = rate
+        self.capacity = max(1.0, capacity if capacity is not None else rate)
+        self._tokens = self.capacity
+        self._clock = clock
+        self._sleep = sleep
+        self._last = clock()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> float:
+        """Take one token, sleeping if needed; returns the seconds waited."""
+        if self.rate <= 0:
+            return 0.0
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
+            self._last = now
+            self._tokens -= 1.0
+            wait = 0.0 if self._tokens >= 0 else -self._tokens / self.rate
+        if wait > 0:
+            self._sleep(wait)
+        return wait
+
+
+def is_retry_safe(method: str, path: str, body: object) -> bool:
+    """Whether repeating this request cannot change anything beyond what one success would."""
+    method = method.upper()
+    if method in ("GET", "HEAD", "OPTIONS"):
+        return True
+    if method == "POST" and (path.endswith("/auth/signin") or _REFRESH_PATH.search(path)):
+        return True
+    if method == "PUT" and _PROJECT_PATH.search(path):
+        raw = body.encode() if isinstance(body, str) else body
+        return isinstance(raw, (bytes, bytearray)) and bool(_EMPTY_PROJECT_BODY.match(bytes(raw)))
+    return False
+
+
+def _is_auth_path(path: str) -> bool:
+    return path.endswith("/auth/signin") or path.endswith("/auth/signout") or path.endswith("/serverInfo")
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds from a Retry-After header: delta-seconds or an HTTP date; None if absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if re.fullmatch(r"\d+(\.\d+)?", value):
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    current = datetime.fromtimestamp(now if now is not None else time.time(), timezone.utc)
+    return max(0.0, (when - current).total_seconds())
+
+
+def scrub_query(query: str) -> str:
+    """The query string with secret-looking parameter values replaced (Tableau sends none, but be safe)."""
+    if not query:
+        return ""
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if not any(_SECRET_KEYS.search(key) for key, _ in pairs):
+        return query
+    return urlencode([(k, "REDACTED" if _SECRET_KEYS.search(k) else v) for k, v in pairs])
+
+
+def _header(headers: object, name: str) -> str | None:
+    if not headers:
+        return None
+    for key, value in dict(headers).items():  # type: ignore[call-overload]
+        if str(key).lower() == name:
+            return value
+    return None
+
+
+def _with_header(headers: object, name: str, value: str) -> dict:
+    updated = {k: v for k, v in dict(headers or {}).items() if str(k).lower() != name}  # type: ignore[call-overload]
+    updated[name] = value
+    return updated
+
+
+class Transport:
+    """State shared by every thread's StewardSession: limits, observers and the re-sign-in hook."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.bucket = TokenBucket(settings.rate_limit)
+        self.slots = threading.BoundedSemaphore(settings.concurrency)
+        self._observers: tuple[Observer, ...] = ()
+        self._observer_lock = threading.Lock()
+        self._failed_observers: set[str] = set()
+        # Set by the client: takes the token a request was rejected with, returns the token to use now.
+        self.reauthenticate: Callable[[str], str] | None = None
+        self._random = random.Random()
+
+    # -- observers ---------------------------------------------------------------------------
+
+    def add_observer(self, observer: Observer) -> None:
+        with self._observer_lock:
+            self._observers = self._observers + (observer,)
+
+    def remove_observer(self, observer: Observer) -> None:
+        with self._observer_lock:
+            self._observers = tuple(o for o in self._observers if o != observer)
+
+    def emit(self, event: RequestEvent) -> None:
+        for observer in self._observers:
+            try:
+                observer(event)
+            except Exception:  # an observer must never break a request
+                key = repr(observer)
+                if key not in self._failed_observers:
+                    self._failed_observers.add(key)
+                    log.exception("request observer %r failed (further failures are logged at debug level)", observer)
+                else:
+                    log.debug("request observer %r failed again", observer, exc_info=True)
+
+    # -- sessions ----------------------------------------------------------------------------
+
+    def session_factory(self) -> StewardSession:
+        """TSC's `session_factory`: may be called once per thread, concurrently."""
+        return StewardSession(self)
+
+    # -- backoff -----------------------------------------------------------------------------
+
+    def backoff(self, failures: int) -> float:
+        """Full-jitter exponential backoff for the `failures`-th consecutive failure (1-based)."""
+        s = self.settings
+        ceiling = min(s.retry_max_delay, s.retry_base_delay * (2 ** max(0, failures - 1)))
+        return self._random.uniform(0, ceiling)
+
+
+class StewardSession(requests.Session):
+    """A requests.Session whose `request()` applies the transport's limits, retries and observers."""
+
+    def __init__(self, transport: Transport) -> None:
+        super().__init__()
+        self._transport = transport
+
+    def request(self, method: str, url: str, *args: object, **kwargs: object) -> requests.Response:  # type: ignore[override]
+        transport = self._transport
+        settings = transport.settings
+        method = method.upper()
+        if args:  # TSC always passes keywords; keep positional calls working the way requests does
+            names = ("params", "data", "headers", "cookies", "files", "auth", "timeout", "allow_redirects")
+            kwargs.update(zip(names, args))
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = settings.request_timeout
+        if kwargs.get("verify") is None:
+            kwargs["verify"] = settings.verify
+
+        prepared = PreparedRequest()
+        prepared.prepare_url(url, kwargs.get("params"))  # type: ignore[arg-type]
+        parts = urlsplit(prepared.url or url)
+        path, query = unquote(parts.path), scrub_query(parts.query)
+        safe = is_retry_safe(method, path, kwargs.get("data"))
+        deadline = time.monotonic() + settings.retry_deadline
+        operation_id = OPERATION_ID.get()
+
+        attempt = 0
+        failures = 0
+        reauthenticated = False
+        while True:
+            attempt += 1
+            transport.bucket.acquire()
+            started = time.perf_counter()
+            try:
+                with transport.slots:
+                    response = super().request(method, url, **kwargs)  # type: ignore[arg-type]
+            except requests.exceptions.RequestException as exc:
+                elapsed = (time.perf_counter() - started) * 1000
+                transport.emit(RequestEvent(method, path, query, None, round(elapsed, 2), attempt, operation_id,
+                                            type(exc).__name__))
+                retryable = (
+                    safe
+                    and isinstance(exc, requests.exceptions.ConnectionError)
+                    and not isinstance(exc, (requests.exceptions.ConnectTimeout, requests.exceptions.SSLError))
+                    and not _is_connect_failure(exc)
+                )
+                if not retryable:
+                    raise
+                failures += 1
+                delay = transport.backoff(failures)
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.info("connection to %s lost (%s); retry %d in %.2fs", path, type(exc).__name__, failures, delay)
+                time.sleep(delay)
+                continue
+
+            elapsed = (time.perf_counter() - started) * 1000
+            status = response.status_code
+            transport.emit(RequestEvent(method, path, query, status, round(elapsed, 2), attempt, operation_id))
+
+            if status == 401 and not reauthenticated and not _is_auth_path(path) and transport.reauthenticate:
+                sent_token = _header(kwargs.get("headers"), AUTH_HEADER)
+                if sent_token:
+                    response.close()
+                    reauthenticated = True
+                    new_token = transport.reauthenticate(sent_token)
+                    kwargs["headers"] = _with_header(kwargs.get("headers"), AUTH_HEADER, new_token)
+                    continue
+
+            if status not in RETRY_STATUSES:
+                return response
+
+            hint = parse_retry_after(response.headers.get("Retry-After"))
+            if hint is None and status == 429:
+                hint = retry_hint_seconds(_text(response))
+            if not safe:
+                response.close()
+                raise self._give_up(method, path, status, hint, attempt, retried=False)
+            failures += 1
+            delay = transport.backoff(failures)
+            if hint is not None:
+                delay = hint + transport._random.uniform(0, settings.retry_base_delay)
+            if time.monotonic() + delay > deadline:
+                response.close()
+                raise self._give_up(method, path, status, hint if hint is not None else delay, attempt, retried=True)
+            log.info("%s %s answered %d; retry %d in %.2fs", method, path, status, failures, delay)
+            response.close()
+            time.sleep(delay)
+
+    def _give_up(
+        self, method: str, path: str, status: int, wait: float | None, attempts: int, *, retried: bool
+    ) -> RateLimited | TableauUnavailable:
+        server = self._transport.settings.server_url
+        seconds = max(1, int(round(wait))) if wait is not None else None
+        if retried:
+            tried = f"after {attempts} attempts within the {self._transport.settings.retry_deadline:g} s retry deadline"
+        else:
+            tried = (
+                f"and the {method} request was not repeated automatically because it changes data; check "
+                "whether it took effect before repeating it"
+            )
+        if status == 429:
+            when = f"retry in about {seconds} s" if seconds else "retry in a minute"
+            return RateLimited(
+                f"Tableau at {server} is rate limiting requests (HTTP 429) {tried}; {when}.",
+                status=429,
+                code="429000",
+                retry_after=float(seconds) if seconds else None,
+            )
+        when = f" in about {seconds} s" if seconds else " in a minute"
+        return TableauUnavailable(
+            f"Tableau at {server} is unavailable (HTTP {status} for {method} {path}) {tried}; try again{when}.",
+            status=status,
+            retry_after=float(seconds) if seconds else None,
+        )
+
+
+def _text(response: requests.Response) -> str:
+    try:
+        return response.text[:2000]
+    except Exception:  # pragma: no cover - undecodable body
+        return ""

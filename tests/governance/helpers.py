@@ -1,0 +1,140 @@
+"""Shared test data: a rich policy, a hand-moved clock, and worker functions for other processes."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Any
+
+# One policy exercising every condition kind, principal and role matching, `unless` and precedence.
+RICH_POLICY = textwrap.dedent(
+    """\
+    version: 1
+    mode: read-write
+    local:
+      principal: alice
+      roles: [analyst]
+    roles:
+      analyst: {}
+      approver: {}
+      ops: {}
+    principals:
+      bob: {roles: [approver]}
+      carol: {roles: [approver]}
+      dave: {roles: [ops]}
+      erin: {}
+      mallory: {}
+    rules:
+      - id: reads
+        description: Everyone with a role reads.
+        tools: ["@read"]
+        roles: [analyst, approver, ops]
+        effect: allow
+      - id: erin-lists-users
+        tools: [list_users]
+        principals: [erin]
+        effect: allow
+      - id: refresh-sandbox
+        tools: [refresh_and_wait]
+        roles: [analyst]
+        effect: allow
+        when:
+          project_path: ["Sandbox/**"]
+      - id: refresh-gated
+        tools: [refresh_and_wait]
+        roles: [analyst]
+        effect: require_approval
+        unless:
+          project_path: ["Sandbox/**"]
+      - id: finance-frozen
+        tools: [refresh_and_wait]
+        principals: ["*"]
+        effect: deny
+        when:
+          project_path: ["Finance/**"]
+      - id: ops-datasources
+        tools: [refresh_and_wait]
+        roles: [ops]
+        effect: allow
+        when:
+          content_kind: [datasource]
+      - id: groups-gated
+        tools: [add_user_to_group]
+        roles: [analyst, ops]
+        effect: require_approval
+      - id: ops-team-groups
+        tools: [add_user_to_group]
+        roles: [ops]
+        effect: allow
+        when:
+          group_name: ["Team *"]
+      - id: no-admin-groups
+        description: Never into administrator groups.
+        tools: [add_user_to_group]
+        principals: ["*"]
+        effect: deny
+        when:
+          group_name: ["Administrators", "Site Admin*", "*Admin*"]
+      - id: no-admin-targets
+        tools: [add_user_to_group]
+        principals: ["*"]
+        effect: deny
+        when:
+          target_user_site_role: ["SiteAdministrator*", "ServerAdministrator"]
+    approvals:
+      approvers:
+        roles: [approver]
+      required_approvals: 2
+      ttl: 1h
+    audit:
+      path: audit/steward.sqlite
+      redact: [customer_note]
+    """
+)
+
+
+class FakeClock:
+    """A clock the test moves by hand (expiry without sleeping)."""
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+# -- workers run in other processes (multiprocessing "spawn": importable, top-level) ------------------------
+
+
+def append_worker(path: str, count: int, tag: str, start: Any) -> int:
+    """Append `count` intent/outcome records from a separate process once `start` is set."""
+    from server.governance.audit import AuditLog
+
+    log = AuditLog.open(Path(path))
+    start.wait(30)
+    for i in range(count):
+        call_id = f"{tag}-{i}"
+        log.record_intent(call_id=call_id, principal=tag, tool="list_users", arguments={"i": i})
+        log.record_outcome(call_id=call_id, tool="list_users", status="ok", duration_ms=1.0)
+    log.close()
+    return count
+
+
+def claim_worker(path: str, claims: list[tuple[str, str, str]], barrier: Any, results: Any) -> None:
+    """Try to claim every (id, tool, digest) as soon as all racers are ready; report the ids won."""
+    from server.governance.approvals import ApprovalError, ApprovalStore
+
+    store = ApprovalStore.open(Path(path))
+    barrier.wait(30)
+    won = []
+    for request_id, tool, digest in claims:
+        try:
+            store.claim_for_execution(request_id, tool, digest)
+            won.append(request_id)
+        except ApprovalError:
+            pass
+    store.audit.close()
+    results.put(won)

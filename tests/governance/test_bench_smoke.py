@@ -1,0 +1,37 @@
+"""The audit benchmark runs end to end (tiny sizes) and maintains only its own BENCHMARKS.md section."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench import audit_throughput
+
+
+def test_benchmark_runs_and_updates_only_its_section(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = tmp_path / "BENCHMARKS.md"
+    doc.write_text("# Benchmarks\n\n## Someone else's section\n\nkeep me\n")
+    argv = [
+        "--records",
+        "40",
+        "--pairs",
+        "10",
+        "--settle",
+        "0",
+        "--dir",
+        str(tmp_path / "stores"),
+        "--update",
+        str(doc),
+    ]
+    assert (
+        audit_throughput.main([*argv, "--runs", "3"]) == 0
+    )  # unknown options (for other modules) are ignored
+    assert audit_throughput.main(argv) == 0
+    text = doc.read_text()
+    assert text.startswith("# Benchmarks\n\n## Someone else's section\n\nkeep me\n")
+    assert text.count(audit_throughput.SECTION_START) == 1 and text.count(audit_throughput.SECTION_END) == 1
+    assert "| 1 thread, records/s |" in text and "intent+outcome pair, median" in text
+    assert "## Audit log throughput" in capsys.readouterr().out
