@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml | $(PY)
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/tableau-steward demo --transport http
+	$(VENV)/bin/tableau-steward demo --transport http --no-auth
 
 emulator: $(STAMP)
 	$(VENV)/bin/tableau-steward emulator

@@ -72,7 +72,8 @@ def page_within_budget(
 
 
 def json_size(model: BaseModel) -> int:
-    return len(model.model_dump_json())
+    # The text mirror MCP clients show the model is indented JSON, nested two levels deep in the result.
+    return len(model.model_dump_json(indent=2)) + model.model_dump_json(indent=2).count("\n") * 4
 
 
 def closest(query: str, names: Iterable[str], n: int = 5) -> list[str]:

@@ -220,6 +220,9 @@ class ListJobsInput(BaseModel):
     target: str | None = Field(None, description="Text contained in the name of what the job works on.")
     created_after: datetime | None = Field(None, description="ISO 8601; defaults to 7 days ago.")
     created_before: datetime | None = Field(None, description="ISO 8601.")
+    include_failure_reasons: bool = Field(
+        True, description="Fetch Tableau's reason for each failed job on the returned page (one request each)."
+    )
     limit: int = Field(50, ge=1, le=200, description="Jobs per page.")
     cursor: str | None = Field(None, description="`next_cursor` from the previous page, with the same filters.")
 
@@ -247,7 +250,23 @@ async def list_jobs(ctx: ToolContext, args: ListJobsInput) -> ListJobsOutput:
     items = [job_item(j) for j in jobs if text is None or text in (j.target_name or "").lower()]
     items.sort(key=lambda j: (j.created_at or start, j.id), reverse=True)
     page, next_cursor = page_within_budget(items, offset, args.limit, query, json_size)
+    if args.include_failure_reasons:
+        page = await _with_failure_reasons(ctx, page)
     return ListJobsOutput(jobs=page, total=len(items), window_start=start, next_cursor=next_cursor)
+
+
+async def _with_failure_reasons(ctx: ToolContext, page: list[JobItem]) -> list[JobItem]:
+    """Tableau's job list has no reasons; fetch details for the failed jobs on this page only (bounded)."""
+    details: dict[str, JobItem] = {}
+
+    async def load(job_id: str) -> None:
+        details[job_id] = job_item(await ctx.tableau.get_job(job_id))
+
+    async with anyio.create_task_group() as tasks:
+        for job in page:
+            if job.status == "Failed":
+                tasks.start_soon(load, job.id)
+    return [details.get(job.id, job) for job in page]
 
 
 LIST_JOBS = ToolSpec(

@@ -244,10 +244,25 @@ class ApprovalStore:
             raise ValueError(f"unknown status {status!r}; known: {', '.join(STATUSES)}")
         if self._absent:
             return []
+        now = self.clock()
+        if status is None:
+            where, params = "", ()
+        elif status in ("pending", "approved"):
+            where, params = "WHERE status = ? AND expires_at > ?", (status, now)
+        elif status == "expired":
+            where, params = (
+                "WHERE status = 'expired' OR (status IN ('pending', 'approved') AND expires_at <= ?)",
+                (now,),
+            )
+        else:
+            where, params = "WHERE status = ?", (status,)
         with self.audit._lock, _reading(self.audit):
             conn = self.audit.conn
             ids = [
-                r[0] for r in conn.execute("SELECT id FROM approval_requests ORDER BY created_at DESC, id")
+                r[0]
+                for r in conn.execute(
+                    f"SELECT id FROM approval_requests {where} ORDER BY created_at DESC, id", params
+                )
             ]
             requests = [r for r in (self._load(conn, i) for i in ids) if r is not None]
         return [r for r in requests if status is None or r.status == status]

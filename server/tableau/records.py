@@ -5,7 +5,7 @@ All datetimes are timezone-aware UTC (or None when Tableau did not say). Ids are
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -24,7 +24,7 @@ class _Record(BaseModel):
     def _utc(cls, value: Any) -> Any:
         # TSC attaches its own UTC tzinfo class; normalise to datetime.timezone.utc (naive → UTC).
         if isinstance(value, datetime):
-            return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+            return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
         return value
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -40,7 +40,7 @@ async def test_no_per_item_requests_for_owner_names_and_project_paths(wide_site_
         owner = state.users[state.workbooks[record.id].owner_id]
         assert (record.owner_name, record.owner_email) == (owner.name, owner.email)
         assert tree.path_of(record.project_id) == state.project_path(state.workbooks[record.id].project_id)
-        assert record.created_at is not None and record.created_at.tzinfo == timezone.utc
+        assert record.created_at is not None and record.created_at.tzinfo == UTC
     created = [r.created_at for r in records]
     assert created == sorted(created)
 
@@ -78,7 +78,7 @@ async def test_limit_count_and_filters(wide_site_emu):
         tagged = await client.list_content("workbook", filters=[("tags", "in", ["ops", "nope"])])
         assert len(tagged) == 1175
         recent = await client.list_content(
-            "workbook", filters=[("updatedAt", "gte", datetime(2024, 2, 9, tzinfo=timezone.utc))]
+            "workbook", filters=[("updatedAt", "gte", datetime(2024, 2, 9, tzinfo=UTC))]
         )
         assert {r.name for r in recent} == {"Workbook 00", "Workbook 01"}
         assert len(_api_requests(emu)) == 1 + 1 + 1 + 1 + 2 + 1

@@ -19,22 +19,21 @@ async def test_observer_saw_exactly_what_the_emulator_logged(emu):
     client = TableauClient(settings_for(emu, page_size=4))
     client.add_observer(events.append)
     workbook = next(w for w in emu.state.workbooks.values() if w.has_extracts and not w.refresh_failure)
-    async with client:
-        async with client.operation("scenario") as op:
-            records = await client.list_content("workbook")  # 3 pages
-            tree = await client.project_tree()
-            await client.permissions("workbook", records[0].id)
-            await client.default_permissions(next(iter(tree.nodes)), "workbook")
-            started = await client.refresh("workbook", workbook.id)
-            emu.control.expire_sessions()  # the next poll meets a 401 and signs in again
+    async with client, client.operation("scenario") as op:
+        records = await client.list_content("workbook")  # 3 pages
+        tree = await client.project_tree()
+        await client.permissions("workbook", records[0].id)
+        await client.default_permissions(next(iter(tree.nodes)), "workbook")
+        started = await client.refresh("workbook", workbook.id)
+        emu.control.expire_sessions()  # the next poll meets a 401 and signs in again
+        job = await client.get_job(started.job_id)
+        while job.completed_at is None:
+            await anyio.sleep(0.02)
             job = await client.get_job(started.job_id)
-            while job.completed_at is None:
-                await anyio.sleep(0.02)
-                job = await client.get_job(started.job_id)
-            emu.control.inject_429(1)
-            emu.control.inject_5xx(1, status=502)
-            await client.list_users()
-            assert client.sign_ins == 2
+        emu.control.inject_429(1)
+        emu.control.inject_5xx(1, status=502)
+        await client.list_users()
+        assert client.sign_ins == 2
     assert job.status == "Success" and job.finish_code == 0 and job.target_id == workbook.id
 
     log = wait_for_log(emu, len(events))

@@ -93,7 +93,7 @@ def test_concurrency_limit_is_shared_by_every_thread():
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 (http.server API)
+        def do_GET(self):
             with lock:
                 state["inflight"] += 1
                 state["peak"] = max(state["peak"], state["inflight"])

@@ -167,6 +167,10 @@ def test_expiry(store: ApprovalStore, clock: FakeClock, one_approver: Policy) ->
     store.approve(approved.id, "bob", None, one_approver)
     clock.advance(601)
     assert store.get(pending.id).status == "expired" and store.get(approved.id).status == "expired"
+    assert (
+        store.list("approved") == [] and store.list("pending") == []
+    )  # the server's poll skips lapsed approvals
+    assert {r.id for r in store.list("expired")} == {pending.id, approved.id}
     with pytest.raises(ApprovalError) as info:
         store.approve(pending.id, "bob", None, one_approver)
     assert refusal(info) == "expired"

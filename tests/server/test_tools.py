@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections import Counter, defaultdict
+from collections import Counter
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -234,6 +234,7 @@ async def test_list_jobs_answers_which_refreshes_failed_and_get_job_explains(ste
         one = structured(await client.call_tool("get_job", {"job_id": sorted(failed)[0]}))
         bad = error_text(await client.call_tool("get_job", {"job_id": "last-nights-refresh"}))
     assert {j["id"] for j in jobs} == failed and total == len(failed)
+    assert all(j["notes"] for j in jobs), "failed jobs on a page carry Tableau's reason"
     assert one["status"] == "Failed" and one["notes"]
     assert "not a job id" in bad
 
@@ -266,11 +267,3 @@ async def test_site_summary_resource_and_prompts(steward: Steward) -> None:
     assert summary["counts"]["users"] == len(state.users)
     assert summary["counts"]["groups"] == len(state.groups)
     assert {p.name for p in prompts.prompts} >= {"audit_project_ownership", "why_cannot_user_access"}
-
-
-def _group_index(state: m.SiteState) -> dict[str, set[str]]:
-    index: dict[str, set[str]] = defaultdict(set)
-    for group in state.groups.values():
-        for member in group.member_ids:
-            index[member].add(group.id)
-    return index
