@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--blog-runs", type=int, default=3, help="timed runs for the blog-post way")
     parser.add_argument("--fallback-workbooks", type=int, default=10000,
                         help="workbooks in the fallback site when emulator.generator is missing")
-    args = parser.parse_args(argv)
+    args, _unknown = parser.parse_known_args(argv)  # `python -m bench` passes everyone's options
 
     with emulator(args.size, args.latency_ms, args.fallback_workbooks) as emu:
         n = emu.workbooks

@@ -34,7 +34,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal, Union
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
@@ -96,7 +96,7 @@ class ConnectedAppCredentials(BaseModel):
         return f"connected app '{self.client_id}' as user '{self.username}'"
 
 
-Credentials = Union[PatCredentials, PasswordCredentials, ConnectedAppCredentials]
+Credentials = PatCredentials | PasswordCredentials | ConnectedAppCredentials
 
 
 class Settings(BaseModel):

@@ -170,6 +170,26 @@ class Governance:
         )
         return decision
 
+    def early_deny(self, principal: str, spec: ToolSpec, literal_facts: dict[str, Any], *, call_id: str) -> Decision | None:
+        """A deny that an explicit rule already gives on the literal arguments, before any site lookup."""
+        facts = CallFacts.from_mapping(literal_facts)
+        decision = decide(self.policy, self._principal(principal), spec.name, facts)
+        if not decision.denied or decision.rule_id is None or decision.fail_closed:
+            return None
+        self.audit.append(
+            "tool_call.decision",
+            call_id=call_id,
+            principal=principal,
+            tool=spec.name,
+            effect=decision.effect,
+            rule=decision.rule_id,
+            reason=decision.reason,
+            facts=facts.as_dict(),
+            policy_hash=self.policy.hash,
+            stage="literal",
+        )
+        return decision
+
     def describe_policy(self, principal: str) -> dict[str, Any]:
         visible = self.visible_tools(principal)
         return {

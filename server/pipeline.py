@@ -145,8 +145,8 @@ class CallPipeline:
                 governance.record_outcome(call_id, spec, "denied", started, error=str(exc))
                 raise ToolError(str(exc)) from None
             except anyio.get_cancelled_exc_class():
-                with anyio.CancelScope(shield=True):
-                    governance.record_outcome(call_id, spec, "cancelled", started)
+                # Synchronous, so it completes even though the call is being cancelled.
+                governance.record_outcome(call_id, spec, "cancelled", started)
                 raise
             except Exception:
                 log.exception("tool %s failed unexpectedly (call %s)", spec.name, call_id)
@@ -162,6 +162,10 @@ class CallPipeline:
         self, spec: ToolSpec, args: BaseModel, arguments: dict[str, Any], ctx: ToolContext
     ) -> BaseModel:
         governance = self.live.governance
+        if spec.literal_facts is not None:
+            early = governance.early_deny(ctx.principal, spec, spec.literal_facts(args), call_id=ctx.call_id)
+            if early is not None:
+                raise _Denied(f"Not allowed by policy: {early.reason}. Ask an administrator if this is needed.")
         facts = await spec.facts(ctx, args) if spec.facts else {}
         decision = governance.decide(ctx.principal, spec, arguments, facts, call_id=ctx.call_id)
         if decision.effect == "deny":

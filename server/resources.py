@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
@@ -35,7 +35,7 @@ def register_resources_and_prompts(mcp: MCPServer, pipeline: Any) -> None:
                     tasks.start_soon(count, kind)
             users = await tableau.users_by_id()
             groups = await tableau.list_groups()
-            since = (datetime.now(timezone.utc) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            since = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
             failed = await tableau.list_jobs(filters=[("status", "eq", "Failed"), ("createdAt", "gte", since)])
         summary = {
             "site": info.site_name,

@@ -62,6 +62,9 @@ ToolBody = Callable[[ToolContext, Any], Awaitable[BaseModel]]
 FactsFn = Callable[[ToolContext, Any], Awaitable[dict[str, Any]]]
 # Describes, from the site's current state, what approving a gated call would change.
 PreviewFn = Callable[[ToolContext, Any], Awaitable[str]]
+# Facts read straight from the arguments, with no site lookup: a deny they already match is final,
+# so such calls are refused before any request reaches Tableau.
+LiteralFactsFn = Callable[[Any], dict[str, Any]]
 
 
 @dataclass(frozen=True, eq=False)  # identity: specs are registered once and used as cache keys
@@ -76,6 +79,7 @@ class ToolSpec:
     run: ToolBody
     facts: FactsFn | None = None
     preview: PreviewFn | None = None
+    literal_facts: LiteralFactsFn | None = None
 
     @property
     def is_write(self) -> bool:

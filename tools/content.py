@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -151,7 +151,7 @@ def _item(kind: ContentKind, record: Any, path: str | None) -> ContentItem:
 
 
 def _sort_key(sort_by: SortKey):
-    oldest = datetime.min.replace(tzinfo=timezone.utc)
+    oldest = datetime.min.replace(tzinfo=UTC)
     keys = {
         "name": lambda i: (i.name.lower(), i.id),
         "updated_at": lambda i: (i.updated_at or oldest, i.id),
@@ -254,7 +254,7 @@ async def find_owners(ctx: ToolContext, args: FindOwnersInput) -> FindOwnersOutp
         for record, path in await select_content(ctx, kind, args):
             owned[record.owner_id].append((kind, record, path))
     users = await ctx.tableau.users_by_id()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     summaries = []
     for owner_id, items in owned.items():
         user = users.get(owner_id)

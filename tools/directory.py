@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -108,7 +108,7 @@ async def list_users(ctx: ToolContext, args: ListUsersInput) -> ListUsersOutput:
         if after and (user.last_login is None or user.last_login <= after):
             continue
         selected.append(user)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     items = sorted((_user_item(u, now) for u in selected), key=lambda u: (u.name.lower(), u.id))
     page, next_cursor = page_within_budget(items, offset, args.limit, query, json_size)
     return ListUsersOutput(users=page, total=len(items), next_cursor=next_cursor)

@@ -96,4 +96,5 @@ ADD_USER_TO_GROUP = ToolSpec(
     run=add_user_to_group,
     facts=add_user_facts,
     preview=add_user_preview,
+    literal_facts=lambda args: {"group_name": args.group},
 )

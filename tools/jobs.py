@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import anyio
@@ -177,6 +177,8 @@ REFRESH_AND_WAIT = ToolSpec(
     run=refresh_and_wait,
     facts=refresh_facts,
     preview=refresh_preview,
+    # Not the project path: `project` may name a parent of the item's real project.
+    literal_facts=lambda args: {"content_kind": args.kind},
 )
 
 
@@ -237,7 +239,7 @@ class ListJobsOutput(BaseModel):
 async def list_jobs(ctx: ToolContext, args: ListJobsInput) -> ListJobsOutput:
     query = args.model_dump(mode="json", exclude={"cursor", "limit"})
     offset = decode_cursor(args.cursor, query)
-    start = utc(args.created_after) or (datetime.now(timezone.utc) - timedelta(days=7)).replace(microsecond=0)
+    start = utc(args.created_after) or (datetime.now(UTC) - timedelta(days=7)).replace(microsecond=0)
     filters = [("createdAt", "gte", start.strftime("%Y-%m-%dT%H:%M:%SZ"))]
     if args.created_before:
         filters.append(("createdAt", "lt", utc(args.created_before).strftime("%Y-%m-%dT%H:%M:%SZ")))

@@ -176,6 +176,8 @@ class Decision:
     reason: str
     required_approvals: int = 0
     trace: tuple[str, ...] = ()  # one line per rule that concerned the tool and principal (for `explain`)
+    # True when the deny comes from a fact the call did not provide, not from a rule that matched.
+    fail_closed: bool = False
 
     @property
     def allowed(self) -> bool:
@@ -672,6 +674,7 @@ def decide(
             rule.description or None,
             f"rule '{rule.id}' needs facts the call did not provide ({detail}); failing closed",
             trace=tr,
+            fail_closed=True,
         )
     if gates:
         rule, detail = gates[0]

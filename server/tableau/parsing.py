@@ -3,7 +3,7 @@
 TSC's item parsers spend ~150 ms of pure-Python, GIL-holding work on a 1000-item page (a `find`
 with namespaces per attribute and child), which serialises the concurrent page fetches. This
 reader walks each item's attributes and *direct* children once (≈15 ms a page, with
-`defusedxml` kept for safety) and builds records without re-validating them. The HTTP request
+`defusedxml` kept for safety). The HTTP request
 itself still goes through TSC (`Endpoint.get_request`), so auth, versioning, the transport's
 retries and the observer are unchanged.
 """
@@ -26,7 +26,6 @@ _LIST_TAGS = {
     "flow": "flows",
     "project": "projects",
 }
-_RECORD_FIELDS = frozenset(ContentRecord.model_fields)
 
 
 @dataclass(frozen=True)
@@ -106,8 +105,7 @@ def _record(kind: str, element: Any) -> ContentRecord:
             project_id=None,
             project_name=None,
         )
-    # Every value above already has its final type (UTC datetimes, tuples), so skip re-validation.
-    return ContentRecord.model_construct(_fields_set=set(values) & _RECORD_FIELDS, **values)
+    return ContentRecord(**values)  # validating costs about as much as model_construct (≈8 µs)
 
 
 def content_page(kind: str, content: bytes) -> tuple[list[ContentRecord], Page]:

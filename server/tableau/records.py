@@ -6,9 +6,9 @@ All datetimes are timezone-aware UTC (or None when Tableau did not say). Ids are
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 ContentKind = Literal["workbook", "view", "datasource", "flow", "project"]
 CONTENT_KINDS: tuple[ContentKind, ...] = ("workbook", "view", "datasource", "flow", "project")
@@ -16,16 +16,16 @@ CapabilityMode = Literal["Allow", "Deny"]
 JobStatus = Literal["Pending", "InProgress", "Success", "Failed", "Cancelled"]
 
 
+def _utc(value: datetime) -> datetime:
+    # TSC attaches its own UTC tzinfo class; normalise to datetime.UTC (naive means UTC).
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+
+
 class _Record(BaseModel):
     model_config = ConfigDict(frozen=True)
-
-    @field_validator("*", mode="after")
-    @classmethod
-    def _utc(cls, value: Any) -> Any:
-        # TSC attaches its own UTC tzinfo class; normalise to datetime.timezone.utc (naive → UTC).
-        if isinstance(value, datetime):
-            return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-        return value
 
 
 class ServerInfo(_Record):
@@ -62,8 +62,8 @@ class ContentRecord(_Record):
     owner_id: str | None = None
     owner_name: str | None = Field(None, description="The owner's sign-in name.")
     owner_email: str | None = None
-    created_at: datetime | None = None
-    updated_at: datetime | None = None
+    created_at: UtcDatetime | None = None
+    updated_at: UtcDatetime | None = None
     tags: tuple[str, ...] = ()
     # workbooks and datasources
     size: int | None = Field(None, description="Size in MB, as Tableau reports it (workbooks, datasources).")
@@ -142,7 +142,7 @@ class UserRecord(_Record):
     full_name: str | None = None
     email: str | None = None
     site_role: str | None = None
-    last_login: datetime | None = None
+    last_login: UtcDatetime | None = None
     auth_setting: str | None = None
     domain_name: str | None = None
     locale: str | None = None
@@ -182,9 +182,9 @@ class JobRecord(_Record):
     status: JobStatus | str
     job_type: str | None = Field(None, description="refresh_extracts, increment_extracts, run_flow, ...")
     progress: int | None = None
-    created_at: datetime | None = None
-    started_at: datetime | None = None
-    completed_at: datetime | None = None
+    created_at: UtcDatetime | None = None
+    started_at: UtcDatetime | None = None
+    completed_at: UtcDatetime | None = None
     finish_code: int | None = Field(None, description="0 success, 1 failed, 2 cancelled, 3 completed; None while running.")
     notes: str | None = None
     target_kind: Literal["workbook", "datasource", "flow"] | None = None

@@ -133,7 +133,7 @@ def is_retry_safe(method: str, path: str, body: object) -> bool:
 
 
 def _is_auth_path(path: str) -> bool:
-    return path.endswith("/auth/signin") or path.endswith("/auth/signout") or path.endswith("/serverInfo")
+    return path.endswith(("/auth/signin", "/auth/signout", "/serverInfo"))
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -325,7 +325,7 @@ class StewardSession(requests.Session):
         self, method: str, path: str, status: int, wait: float | None, attempts: int, *, retried: bool
     ) -> RateLimited | TableauUnavailable:
         server = self._transport.settings.server_url
-        seconds = max(1, int(round(wait))) if wait is not None else None
+        seconds = max(1, round(wait)) if wait is not None else None
         if retried:
             tried = f"after {attempts} attempts within the {self._transport.settings.retry_deadline:g} s retry deadline"
         else:

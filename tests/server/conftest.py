@@ -64,13 +64,18 @@ class Steward:
 
     @asynccontextmanager
     async def services(self, **tunables: Any) -> AsyncIterator[Any]:
+        async with self.services_with(self.settings(**tunables)) as services:
+            yield services
+
+    @asynccontextmanager
+    async def services_with(self, settings: Any) -> AsyncIterator[Any]:
         from server.governed import Governance
         from server.pipeline import Services
         from server.tableau import TableauClient
 
         governance = Governance.open(self.policy_path)
         try:
-            async with TableauClient(self.settings(**tunables)) as tableau:
+            async with TableauClient(settings) as tableau:
                 yield Services(tableau=tableau, governance=governance)
         finally:
             governance.close()

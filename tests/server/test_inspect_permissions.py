@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -23,7 +23,7 @@ class Scenario:
 
 
 def _user(state: m.SiteState, key: str, role: str) -> m.User:
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     user = m.User(
         id=m.new_id(), name=f"{key}@perm.test", full_name=key.replace("_", " ").title(), email=f"{key}@perm.test",
         site_role=role, created_at=now, last_login=now,
@@ -53,7 +53,7 @@ def build_scenario(steward: Steward) -> Scenario:
         }
         allow = _group(state, "Perm Allowers", [users[k] for k in ("group_allow", "group_mixed", "user_deny", "viewer_allowed", "unlicensed")])
         deny = _group(state, "Perm Deniers", [users[k] for k in ("group_mixed", "user_allow")])
-        now = datetime.now(timezone.utc).replace(microsecond=0)
+        now = datetime.now(UTC).replace(microsecond=0)
         open_project = m.Project(id=m.new_id(), name="Perm Open", owner_id=users["admin"].id, created_at=now, updated_at=now)
         locked_project = m.Project(
             id=m.new_id(), name="Perm Locked", owner_id=users["admin"].id, created_at=now, updated_at=now,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -116,7 +116,7 @@ async def test_unknown_and_ambiguous_names_explain_what_to_do(steward: Steward) 
 
 async def test_find_owners_groups_counts_and_flags_inactive_and_unlicensed(steward: Steward) -> None:
     state = steward.state
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     owned: Counter[str] = Counter()
     for collection in (state.workbooks, state.datasources, state.flows, state.projects):
         owned.update(item.owner_id for item in collection.values())
@@ -226,7 +226,7 @@ async def test_refresh_of_live_connection_is_a_clear_error(steward: Steward) -> 
 
 async def test_list_jobs_answers_which_refreshes_failed_and_get_job_explains(steward: Steward) -> None:
     state = steward.state
-    since = datetime.now(timezone.utc) - timedelta(days=7)
+    since = datetime.now(UTC) - timedelta(days=7)
     failed = {j.id for j in state.jobs.values() if j.status == "Failed" and j.created_at >= since}
     assert failed, "the demo site should have recent failed refreshes"
     async with steward.client() as client:
