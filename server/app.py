@@ -67,8 +67,18 @@ def _make_handler(spec: ToolSpec, pipeline: CallPipeline) -> Callable[..., Any]:
 def build_server(
     services: Services | Callable[[], AbstractAsyncContextManager[Services]],
     specs: Sequence[ToolSpec] | None = None,
+    *,
+    auth: dict[str, Any] | None = None,
 ) -> MCPServer:
-    """An MCP server over `services` (ready, or an async context manager factory entered by the lifespan)."""
+    """An MCP server over `services` (ready, or an async context manager factory entered by the lifespan).
+
+    `auth` holds the bearer-token settings (server.governed.http_auth_kwargs); with ready services they
+    default to what their governance says, but a factory must pass them, since it opens only later.
+    """
+    if auth is None:
+        if not isinstance(services, Services):
+            raise ValueError("build_server with a services factory needs explicit `auth` (use {} for none)")
+        auth = services.governance.mcp_auth_kwargs()
     from tools.registry import TOOLS
 
     specs = tuple(TOOLS if specs is None else specs)
@@ -90,7 +100,7 @@ def build_server(
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
         middleware=[pipeline.list_filter_middleware],
-        **pipeline.auth_kwargs(services),
+        **auth,
     )
     for spec in specs:
         mcp.add_tool(

@@ -68,6 +68,23 @@ class PolicyTokenVerifier:
         return AccessToken(token=token, client_id=principal.name, scopes=[], subject=principal.name)
 
 
+def http_auth_kwargs(policy: Policy, *, transport: str, no_auth: bool, host: str, port: int) -> dict[str, Any]:
+    """MCPServer arguments for bearer-token authentication on streamable HTTP; none for stdio or --no-auth.
+
+    Built from the policy alone, so the server can install authentication before its services open.
+    """
+    if transport != "http" or no_auth:
+        return {}
+    return {
+        "token_verifier": PolicyTokenVerifier(policy),
+        "auth": AuthSettings(
+            issuer_url=AnyHttpUrl(f"http://{host}:{port}"),
+            resource_server_url=AnyHttpUrl(f"http://{host}:{port}/mcp"),
+            validate_token_resource=False,
+        ),
+    }
+
+
 class Governance:
     def __init__(
         self,
@@ -121,29 +138,23 @@ class Governance:
         self.audit.close()
 
     def mcp_auth_kwargs(self) -> dict[str, Any]:
-        """Bearer-token authentication for streamable HTTP; stdio and --no-auth run as the local principal."""
-        if self.transport != "http" or self.no_auth:
-            return {}
-        url = f"http://{self.host}:{self.port}/mcp"
-        return {
-            "token_verifier": PolicyTokenVerifier(self.policy),
-            "auth": AuthSettings(
-                issuer_url=AnyHttpUrl(f"http://{self.host}:{self.port}"),
-                resource_server_url=AnyHttpUrl(url),
-                validate_token_resource=False,
-            ),
-        }
+        return http_auth_kwargs(self.policy, transport=self.transport, no_auth=self.no_auth, host=self.host, port=self.port)
+
+    @property
+    def requires_token(self) -> bool:
+        return self.transport == "http" and not self.no_auth
 
     # -- who and what -------------------------------------------------------------------------
 
-    def current_principal(self) -> str:
+    def current_principal(self) -> str | None:
+        """Who is calling; None when nobody is (authenticated HTTP without a token: never the local user)."""
         token = get_access_token()
         if token is not None:
             return token.subject or token.client_id
+        if self.requires_token:
+            return None
         local = self.policy.local_principal()
-        if local is None:  # HTTP with auth never gets here without a token: the SDK answers 401 first
-            raise PolicyError("no principal: the request carried no token and the policy has no local principal")
-        return local.name
+        return local.name if local is not None else None
 
     def _principal(self, name: str) -> Principal:
         local = self.policy.local_principal()
@@ -151,8 +162,8 @@ class Governance:
             return local
         return Principal(name=name, roles=self.policy.roles_of(name), via="token")
 
-    def visible_tools(self, principal: str) -> set[str]:
-        return visible_tools(self.policy, self._principal(principal))
+    def visible_tools(self, principal: str | None) -> set[str]:
+        return set() if principal is None else visible_tools(self.policy, self._principal(principal))
 
     def decide(self, principal: str, spec: ToolSpec, arguments: dict[str, Any], facts: dict[str, Any],
                *, call_id: str) -> Decision:

@@ -19,6 +19,7 @@ from typing import Any, Literal
 import anyio
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import CallToolResult, TextContent
 from pydantic import BaseModel, Field, create_model
 
 from server.governed import AuditUnavailable, Governance
@@ -82,10 +83,6 @@ class CallPipeline:
             finally:
                 tasks.cancel_scope.cancel()
 
-    def auth_kwargs(self, services: Any) -> dict[str, Any]:
-        governance = getattr(services, "governance", None)
-        return governance.mcp_auth_kwargs() if governance is not None else {}
-
     @property
     def live(self) -> Services:
         if self.services is None:
@@ -93,9 +90,22 @@ class CallPipeline:
         return self.services
 
     async def list_filter_middleware(self, ctx: Any, call_next: Any) -> Any:
-        """Hide the tools the caller may never use; `call` checks again, so hiding is not the only guard."""
+        """Hide the tools the caller may never use; `call` checks again, so hiding is not the only guard.
+
+        A call to a hidden tool is answered here, before the SDK validates its arguments, exactly as the SDK
+        answers an unknown tool: nothing tells the caller that the tool exists.
+        """
+        method = getattr(ctx, "method", None)
+        if method == "tools/call" and self.services is not None:
+            params = ctx.params if isinstance(ctx.params, dict) else {}
+            name = params.get("name")
+            governance = self.services.governance
+            if isinstance(name, str) and name in self.specs and name not in governance.visible_tools(
+                governance.current_principal()
+            ):
+                return CallToolResult(content=[TextContent(type="text", text=f"Unknown tool: {name}")], is_error=True)
         result = await call_next(ctx)
-        if getattr(ctx, "method", None) != "tools/list" or self.services is None:
+        if method != "tools/list" or self.services is None:
             return result
         visible = self.services.governance.visible_tools(self.services.governance.current_principal())
         if isinstance(result, BaseModel):

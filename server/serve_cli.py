@@ -79,15 +79,16 @@ def _check_http_binding(args: argparse.Namespace) -> None:
 
 def _serve(settings, args: argparse.Namespace) -> int:
     from server.app import build_server
-    from server.governed import Governance, PolicyError
+    from server.governed import Governance, PolicyError, http_auth_kwargs
 
     _check_http_binding(args)
     try:
-        Governance.check(Path(args.policy), transport=args.transport, no_auth=args.no_auth, host=args.host)
+        policy = Governance.load(Path(args.policy), transport=args.transport, no_auth=args.no_auth, host=args.host)
     except PolicyError as exc:
         print(f"tableau-steward: {exc}", file=sys.stderr)
         return 2
-    mcp = build_server(_services_factory(settings, args))
+    auth = http_auth_kwargs(policy, transport=args.transport, no_auth=args.no_auth, host=args.host, port=args.port)
+    mcp = build_server(_services_factory(settings, args), auth=auth)
     if args.transport == "stdio":
         mcp.run("stdio")
     else:

@@ -251,9 +251,11 @@ async def list_jobs(ctx: ToolContext, args: ListJobsInput) -> ListJobsOutput:
     text = args.target.lower() if args.target else None
     items = [job_item(j) for j in jobs if text is None or text in (j.target_name or "").lower()]
     items.sort(key=lambda j: (j.created_at or start, j.id), reverse=True)
-    page, next_cursor = page_within_budget(items, offset, args.limit, query, json_size)
     if args.include_failure_reasons:
-        page = await _with_failure_reasons(ctx, page)
+        # Enrich the candidates first, so the page is sized with the reasons it will carry.
+        candidates = await _with_failure_reasons(ctx, items[offset : offset + args.limit])
+        items = items[:offset] + candidates + items[offset + args.limit :]
+    page, next_cursor = page_within_budget(items, offset, args.limit, query, json_size)
     return ListJobsOutput(jobs=page, total=len(items), window_start=start, next_cursor=next_cursor)
 
 

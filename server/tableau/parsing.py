@@ -2,7 +2,7 @@
 
 TSC's item parsers spend ~150 ms of pure-Python, GIL-holding work on a 1000-item page (a `find`
 with namespaces per attribute and child), which serialises the concurrent page fetches. This
-reader walks each item's attributes and *direct* children once (≈15 ms a page, with
+reader walks each item's attributes and *direct* children once (≈35 ms a page, with
 `defusedxml` kept for safety). The HTTP request
 itself still goes through TSC (`Endpoint.get_request`), so auth, versioning, the transport's
 retries and the observer are unchanged.

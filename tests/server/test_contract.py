@@ -36,7 +36,7 @@ async def _listed_tools():
     def never_opened():  # the contract is static: listing it needs no site
         raise AssertionError("services must not be opened to read the tool contract")
 
-    return await build_server(never_opened).list_tools()
+    return await build_server(never_opened, auth={}).list_tools()
 
 
 @pytest.mark.parametrize("spec", TOOLS, ids=lambda s: s.name)
