@@ -968,7 +968,7 @@ def main(argv: list[str] | None = None) -> int:
     args, _unknown = parser.parse_known_args(argv)  # `python -m bench` passes everyone's options
     mine = [a for a in argv if a not in _unknown]
 
-    for name in ("tableau", "server", "mcp", "httpx"):  # TSC logs every listing at INFO
+    for name in ("TSC", "server", "mcp", "httpx"):  # TSC logs every listing at INFO
         logging.getLogger(name).setLevel(logging.WARNING)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-tool-latency-") as tmp:
