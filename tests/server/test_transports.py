@@ -325,6 +325,10 @@ def demo_http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpServer]:
         finally:
             stop(proc)
     assert token not in stderr_path.read_text(), "the bearer token must never be logged"
+    assert token not in (directory / "stdout.txt").read_text()
+    store = b"".join(p.read_bytes() for p in directory.glob("audit.sqlite*"))
+    assert store, "the HTTP calls must have been audited"
+    assert token.encode() not in store, "the bearer token must never reach the audit store"
 
 
 
