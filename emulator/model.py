@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from random import Random
 
 SITE_ROLES = (
@@ -43,7 +43,7 @@ DEFAULT_PERMISSION_TYPES = (
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(microsecond=0)
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 def new_id(rng: Random | None = None) -> str:

@@ -10,6 +10,7 @@ the filtered items.
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -282,11 +283,46 @@ def select(
         matched = [item for item in items if all(p(item) for p in predicates)]
     else:
         matched = list(items)
+    cache_key = (first(query, "sort") or "", first(query, "filter") or "")
+    matched = _sorted(matched, sort_keys, cache_key)
+    start, end = paging.window(len(matched))
+    return matched[start:end], paging, len(matched)
+
+
+# Sorting 20,000 workbooks by `createdAt,name` costs ~50 ms, paid again for every page a client
+# asks for. The last orders are kept and reused only while the same items, in the same dict order,
+# still have the same values in every sort field: the check (one getter call per item and key) is
+# a fraction of the sort and cannot go stale, whoever changed the state (a request, the job clock,
+# or a test reaching into the model). Tag sets are mutable and rare as sort keys, so they are not
+# cached.
+_SORT_CACHE: dict[tuple[str, str, int], tuple[list[Any], list[tuple], list[Any]]] = {}
+_SORT_CACHE_SIZE = 16
+
+
+def _sorted(items: list[Any], sort_keys: list[tuple[FieldDef, bool]], expression: tuple[str, str]) -> list[Any]:
+    if not sort_keys:
+        return items
+    cacheable = len(items) >= 1000 and all(fdef.kind != "tags" for fdef, _ in sort_keys)
+    if not cacheable:
+        return _sort(items, sort_keys)
+    values = list(zip(*(map(fdef.getter, items) for fdef, _ in sort_keys)))
+    key = (*expression, len(items))
+    cached = _SORT_CACHE.get(key)
+    if cached is not None and all(map(operator.is_, cached[0], items)) and cached[1] == values:
+        return list(cached[2])
+    ordered = _sort(items, sort_keys)
+    if len(_SORT_CACHE) >= _SORT_CACHE_SIZE:
+        _SORT_CACHE.pop(next(iter(_SORT_CACHE)))
+    _SORT_CACHE[key] = (items, values, ordered)
+    return list(ordered)
+
+
+def _sort(items: list[Any], sort_keys: list[tuple[FieldDef, bool]]) -> list[Any]:
+    matched = list(items)
     # Stable sorts applied last key first give a multi-key order with per-key direction.
     for fdef, descending in reversed(sort_keys):
         matched.sort(key=_sort_key(fdef), reverse=descending)
-    start, end = paging.window(len(matched))
-    return matched[start:end], paging, len(matched)
+    return matched
 
 
 # ---------------------------------------------------------------------------------------------------

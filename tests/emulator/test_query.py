@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
+from uuid import uuid4
 
 import pytest
 import requests
@@ -207,3 +209,33 @@ def test_fields_parsing():
     assert Fields.parse({"fields": ["id,name"]}, ("id", "name")).restrictive is True
     garbage = Fields.parse({"fields": ["_,a,d,e,f,l,t,u,workbook.id"]}, ("id", "name"))
     assert garbage.restrictive is False and garbage.expansion("workbook") == {"id"}
+
+
+def test_reused_sort_order_follows_changes_made_behind_its_back():
+    """The emulator reuses a big collection's sorted order between pages; any change, even one made
+    straight in the model (as the job clock or a test does), must show in the next answer."""
+    state = small_site(workbooks=1200)
+    with start_emulator(state) as emu:
+        server = signed_in_server(emu)
+        options = TSC.RequestOptions(pagesize=1000)
+        options.sort.add(TSC.Sort(TSC.RequestOptions.Field.Name, TSC.RequestOptions.Direction.Asc))
+
+        def first_names() -> list[str]:
+            items, _ = server.workbooks.get(options)
+            return [wb.name for wb in items]
+
+        before = first_names()
+        assert before == sorted(before, key=str.casefold)
+        assert first_names() == before  # served from the reused order
+
+        last = max(state.workbooks.values(), key=lambda wb: wb.name.casefold())
+        last.name = "!!! renamed first"
+        assert first_names()[0] == "!!! renamed first"
+
+        # Same count and the same sort values, but another object: only identity tells them apart.
+        removed = state.workbooks.pop(list(state.workbooks)[-1])
+        replacement = dataclasses.replace(removed, id=str(uuid4()))
+        state.workbooks[replacement.id] = replacement
+        ids = {wb.id for wb in TSC.Pager(server.workbooks, options)}
+        assert replacement.id in ids
+        assert removed.id not in ids
