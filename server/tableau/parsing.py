@@ -2,21 +2,27 @@
 
 TSC's item parsers spend ~150 ms of pure-Python, GIL-holding work on a 1000-item page (a `find`
 with namespaces per attribute and child), which serialises the concurrent page fetches. This
-reader walks each item's attributes and *direct* children once (≈35 ms a page, with
-`defusedxml` kept for safety). The HTTP request
+reader walks each item's attributes and *direct* children once (≈17 ms a page). The HTTP request
 itself still goes through TSC (`Endpoint.get_request`), so auth, versioning, the transport's
 retries and the observer are unchanged.
 """
 
 from __future__ import annotations
 
+import pyexpat
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from defusedxml.ElementTree import fromstring
-
 from .records import ContentRecord
+
+# Expat 2.4.1 and newer bound entity expansion (billion laughs, quadratic blow-up), and ElementTree
+# never fetches external entities or DTDs, so the standard parser is safe there (Python's "XML
+# vulnerabilities" table) and 40% faster than defusedxml's Python-level handlers on a 600 KB page.
+if pyexpat.version_info >= (2, 4, 1):
+    from xml.etree.ElementTree import fromstring
+else:  # an old system expat: keep defusedxml's guards
+    from defusedxml.ElementTree import fromstring
 
 NS = "{http://tableau.com/api}"
 _LIST_TAGS = {

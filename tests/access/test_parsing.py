@@ -1,0 +1,64 @@
+"""The fast list-page reader must stay as safe as defusedxml against hostile XML."""
+
+from __future__ import annotations
+
+import tracemalloc
+from xml.etree.ElementTree import ParseError
+
+import pytest
+
+from server.tableau.parsing import content_page
+
+_BILLION_LAUGHS = b"""<?xml version="1.0"?>
+<!DOCTYPE lolz [
+ <!ENTITY lol "lollollollollollollollollollol">
+ <!ENTITY lol1 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+ <!ENTITY lol2 "&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;">
+ <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
+ <!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">
+ <!ENTITY lol5 "&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;">
+ <!ENTITY lol6 "&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;">
+ <!ENTITY lol7 "&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;">
+ <!ENTITY lol8 "&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;">
+ <!ENTITY lol9 "&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;">
+]>
+<tsResponse xmlns="http://tableau.com/api"><workbooks><workbook id="1" name="&lol9;"/></workbooks></tsResponse>"""
+
+_EXTERNAL_ENTITY = b"""<?xml version="1.0"?>
+<!DOCTYPE r [<!ENTITY secret SYSTEM "file:///etc/passwd">]>
+<tsResponse xmlns="http://tableau.com/api"><workbooks><workbook id="1" name="&secret;"/></workbooks></tsResponse>"""
+
+
+def test_entity_expansion_is_refused_without_blowing_up_memory():
+    tracemalloc.start()
+    try:
+        with pytest.raises(ParseError, match="amplification|entity"):
+            content_page("workbook", _BILLION_LAUGHS)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 50 * 1024 * 1024  # the expanded name alone would be 3 GB
+
+
+def test_external_entities_are_never_read():
+    try:
+        records, _ = content_page("workbook", _EXTERNAL_ENTITY)
+    except ParseError:
+        return  # refusing the document outright is fine too
+    assert "root:" not in records[0].name
+
+
+def test_a_normal_page_reads_owner_project_and_pagination():
+    body = (
+        b'<tsResponse xmlns="http://tableau.com/api"><pagination pageNumber="2" pageSize="1" '
+        b'totalAvailable="7"/><workbooks><workbook id="w1" name="Sales" createdAt="2024-07-08T12:26:19Z" '
+        b'size="3"><project id="p1" name="Finance"/><owner id="u1" name="ann@example.com" '
+        b'email="ann@example.com"/><tags><tag label="kpi"/></tags></workbook></workbooks></tsResponse>'
+    )
+    records, page = content_page("workbook", body)
+    assert (page.page_number, page.page_size, page.total_available) == (2, 1, 7)
+    (wb,) = records
+    assert (wb.id, wb.name, wb.project_name, wb.owner_name, wb.size, wb.tags) == (
+        "w1", "Sales", "Finance", "ann@example.com", 3, ("kpi",)
+    )
+    assert wb.created_at is not None and wb.created_at.year == 2024
