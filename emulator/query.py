@@ -295,7 +295,7 @@ def select(
 # a fraction of the sort and cannot go stale, whoever changed the state (a request, the job clock,
 # or a test reaching into the model). Tag sets are mutable and rare as sort keys, so they are not
 # cached.
-_SORT_CACHE: dict[tuple[str, str, int], tuple[list[Any], list[tuple], list[Any]]] = {}
+_SORT_CACHE: dict[tuple[str, str, int], tuple[list[Any], list[list[Any]], list[Any]]] = {}
 _SORT_CACHE_SIZE = 16
 
 
@@ -305,7 +305,8 @@ def _sorted(items: list[Any], sort_keys: list[tuple[FieldDef, bool]], expression
     cacheable = len(items) >= 1000 and all(fdef.kind != "tags" for fdef, _ in sort_keys)
     if not cacheable:
         return _sort(items, sort_keys)
-    values = list(zip(*(map(fdef.getter, items) for fdef, _ in sort_keys)))
+    # One flat list per key: tuples per item would be 20,000 GC-tracked objects a request.
+    values = [list(map(fdef.getter, items)) for fdef, _ in sort_keys]
     key = (*expression, len(items))
     cached = _SORT_CACHE.get(key)
     if cached is not None and all(map(operator.is_, cached[0], items)) and cached[1] == values:
