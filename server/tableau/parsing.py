@@ -2,29 +2,28 @@
 
 TSC's item parsers spend ~150 ms of pure-Python, GIL-holding work on a 1000-item page (a `find`
 with namespaces per attribute and child), which serialises the concurrent page fetches. This
-reader walks each item's attributes and *direct* children once (≈17 ms a page). The HTTP request
-itself still goes through TSC (`Endpoint.get_request`), so auth, versioning, the transport's
-retries and the observer are unchanged.
+reader streams the body through expat once and builds each record as its element closes: no
+element tree, about 15 ms a page and a fraction of the memory. The HTTP request itself still goes
+through TSC (`Endpoint.get_request`), so auth, versioning, the transport's retries and the
+observer are unchanged.
+
+Safety: a Tableau response never declares entities, so any entity declaration (the start of every
+billion-laughs and external-entity attack) is refused, as defusedxml's `forbid_entities` does.
 """
 
 from __future__ import annotations
 
-import pyexpat
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from xml.etree.ElementTree import ParseError
+from xml.parsers.expat import ExpatError, ParserCreate
 
 from .records import ContentRecord
 
-# Expat 2.4.1 and newer bound entity expansion (billion laughs, quadratic blow-up), and ElementTree
-# never fetches external entities or DTDs, so the standard parser is safe there (Python's "XML
-# vulnerabilities" table) and 40% faster than defusedxml's Python-level handlers on a 600 KB page.
-if pyexpat.version_info >= (2, 4, 1):
-    from xml.etree.ElementTree import fromstring
-else:  # an old system expat: keep defusedxml's guards
-    from defusedxml.ElementTree import fromstring
-
-NS = "{http://tableau.com/api}"
+NS_PREFIX = "http://tableau.com/api "  # expat joins namespace and name with the separator
+PAGINATION = NS_PREFIX + "pagination"
+TAG = NS_PREFIX + "tag"
 _LIST_TAGS = {
     "workbook": "workbooks",
     "view": "views",
@@ -66,8 +65,7 @@ def _bool(value: str | None) -> bool | None:
     return None if value is None else value.strip().lower() == "true"
 
 
-def _record(kind: str, element: Any) -> ContentRecord:
-    a = element.attrib
+def _item_values(kind: str, a: dict[str, str]) -> dict[str, Any]:
     values: dict[str, Any] = {
         "kind": kind,
         "id": a.get("id", ""),
@@ -79,19 +77,6 @@ def _record(kind: str, element: Any) -> ContentRecord:
         "updated_at": _dt(a.get("updatedAt")),
         "tags": (),
     }
-    for child in element:
-        tag = child.tag.removeprefix(NS)
-        c = child.attrib
-        if tag == "owner":
-            values.update(owner_id=c.get("id"), owner_name=c.get("name"), owner_email=c.get("email"))
-        elif tag == "project":
-            values.update(project_id=c.get("id"), project_name=c.get("name"))
-        elif tag == "workbook" and kind == "view":
-            values.update(workbook_id=c.get("id"), workbook_name=c.get("name"))
-        elif tag == "tags":
-            values["tags"] = tuple(sorted(t.get("label", "") for t in child if t.get("label")))
-        elif tag == "usage" and kind == "view":
-            values["total_view_count"] = _int(c.get("totalViewCount"))
     if kind in ("workbook", "datasource"):
         values.update(size=_int(a.get("size")), has_extracts=_bool(a.get("hasExtracts")))
     if kind == "workbook":
@@ -108,24 +93,79 @@ def _record(kind: str, element: Any) -> ContentRecord:
         values.update(
             parent_project_id=a.get("parentProjectId") or None,
             content_permissions=a.get("contentPermissions"),
-            project_id=None,
-            project_name=None,
         )
-    return ContentRecord(**values)  # validating costs about as much as model_construct (≈8 µs)
+    return values
+
+
+def _child_values(kind: str, tag: str, a: dict[str, str], values: dict[str, Any]) -> None:
+    if tag == "owner":
+        values.update(owner_id=a.get("id"), owner_name=a.get("name"), owner_email=a.get("email"))
+    elif tag == "project" and kind != "project":
+        values.update(project_id=a.get("id"), project_name=a.get("name"))
+    elif tag == "workbook" and kind == "view":
+        values.update(workbook_id=a.get("id"), workbook_name=a.get("name"))
+    elif tag == "usage" and kind == "view":
+        values["total_view_count"] = _int(a.get("totalViewCount"))
+
+
+def _refuse_entities(*_: object) -> None:
+    raise ParseError("the response declares XML entities, which Tableau never sends; it was not read")
 
 
 def content_page(kind: str, content: bytes) -> tuple[list[ContentRecord], Page]:
-    """Records and pagination from one list response body."""
-    root = fromstring(content)
-    pagination = root.find(f"{NS}pagination")
-    if pagination is not None:
-        page = Page(
-            _int(pagination.get("pageNumber")) or -1,
-            _int(pagination.get("pageSize")) or -1,
-            _int(pagination.get("totalAvailable")) if pagination.get("totalAvailable") is not None else -1,
-        )
-    else:
-        page = Page(-1, -1, -1)
-    container = root.find(f"{NS}{_LIST_TAGS[kind]}")
-    items = container.findall(f"{NS}{kind}") if container is not None else []
-    return [_record(kind, item) for item in items], page
+    """Records and pagination from one list response body.
+
+    Depth 1 is `<tsResponse>`; depth 2 `<pagination>` and the list element (`<workbooks>`); depth 3
+    the items; depth 4 their owner, project, workbook, usage and tags; depth 5 each tag.
+    """
+    list_tag, item_tag = NS_PREFIX + _LIST_TAGS[kind], NS_PREFIX + kind
+    records: list[ContentRecord] = []
+    page = Page(-1, -1, -1)
+    depth = 0
+    in_list = False
+    values: dict[str, Any] | None = None
+    tags: list[str] | None = None
+
+    def start(name: str, a: dict[str, str]) -> None:
+        nonlocal depth, page, in_list, values, tags
+        depth += 1
+        if depth == 4 and values is not None:
+            tag = name.removeprefix(NS_PREFIX)
+            if tag == "tags":
+                tags = []
+            else:
+                _child_values(kind, tag, a, values)
+        elif depth == 5 and tags is not None and name == TAG:
+            if label := a.get("label"):
+                tags.append(label)
+        elif depth == 3 and in_list and name == item_tag:
+            values = _item_values(kind, a)
+        elif depth == 2:
+            in_list = name == list_tag
+            if name == PAGINATION:
+                total = a.get("totalAvailable")
+                page = Page(
+                    _int(a.get("pageNumber")) or -1,
+                    _int(a.get("pageSize")) or -1,
+                    _int(total) if total is not None else -1,
+                )
+
+    def end(name: str) -> None:
+        nonlocal depth, values, tags
+        if depth == 4 and tags is not None and values is not None:
+            values["tags"] = tuple(sorted(tags))
+            tags = None
+        elif depth == 3 and values is not None:
+            records.append(ContentRecord(**values))  # validating costs about as much as model_construct
+            values = None
+        depth -= 1
+
+    parser = ParserCreate(namespace_separator=" ")
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.EntityDeclHandler = _refuse_entities
+    try:
+        parser.Parse(content, True)
+    except ExpatError as exc:
+        raise ParseError(f"the response is not well-formed XML: {exc}") from None
+    return records, page
