@@ -281,6 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--blog-runs", type=int, default=3, help="timed runs for the blog-post way")
     parser.add_argument("--only", action="append", default=[], metavar="TEXT",
                         help="run only the ways whose name contains TEXT (repeatable)")
+    parser.add_argument("--sweep", default="", metavar="MS,MS,...",
+                        help="also time the access layer (limiter off) at these latencies, to separate "
+                             "latency from fixed CPU cost")
     parser.add_argument("--child", nargs=3, metavar=("WAY", "URL", "SITE"), help=argparse.SUPPRESS)
     parser.add_argument("--fallback-workbooks", type=int, default=10000,
                         help="workbooks in the fallback site when emulator.generator is missing")
@@ -308,6 +311,27 @@ def main(argv: list[str] | None = None) -> int:
                   f"({', '.join(f'{t * 1000:.0f}' for t in r['times'])}), {r['requests']} requests, "
                   f"peak +{r['peak_mb']:.0f} MB RSS, client CPU {r['cpu_s'] * 1000:.0f} ms, "
                   f"emulator CPU {r['emulator_cpu_s'] * 1000:.0f} ms, rows {r['rows']}", flush=True)
+        sweep = [float(ms) for ms in args.sweep.split(",") if ms.strip()]
+        swept = {}
+        for latency in sweep:
+            emu.control.set_latency(latency)
+            swept[latency] = measure(emu, OURS, args.runs)
+            print(f"  sweep {latency:g} ms: median {swept[latency]['median_s'] * 1000:.0f} ms", flush=True)
+
+    if swept:
+        print()
+        print(f"{OURS}, by injected latency ({args.runs} runs each, same emulator):")
+        print()
+        print("| latency | floor | structural floor | median wall time | range | vs. floor | "
+              "vs. structural floor | client CPU | emulator CPU |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for latency, r in swept.items():
+            fl, st = pages / concurrency * latency / 1000, (1 + math.ceil((pages - 1) / concurrency)) * latency / 1000
+            ratio = f"{r['median_s'] / fl:.2f}×" if fl else "—"
+            ratio_st = f"{r['median_s'] / st:.2f}×" if st else "—"
+            print(f"| {latency:g} ms | {fl * 1000:.0f} ms | {st * 1000:.0f} ms | {r['median_s'] * 1000:.0f} ms | "
+                  f"{min(r['times']) * 1000:.0f}–{max(r['times']) * 1000:.0f} ms | {ratio} | {ratio_st} | "
+                  f"{r['cpu_s'] * 1000:.0f} ms | {r['emulator_cpu_s'] * 1000:.0f} ms |")
 
     if OURS not in results or BLOG not in results:
         return 0  # a partial run (--only) prints no summary
