@@ -9,14 +9,15 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
-from typing import Any, Literal
+from functools import cache, partial
+from typing import Any, Literal, TypeVar
 
 import anyio
+import anyio.to_thread
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent
@@ -27,6 +28,7 @@ from server.tableau.errors import TableauError
 from server.toolkit import Progress, ToolContext, ToolFailure, ToolSpec
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # How often the server looks for approved requests to run (several processes may share the store).
 APPROVAL_POLL_SECONDS = 1.0
@@ -136,7 +138,7 @@ class CallPipeline:
         started = time.monotonic()
         async with services.tableau.operation(call_id):
             try:
-                governance.record_intent(call_id, principal, spec, arguments)
+                await _stored(governance.record_intent, call_id, principal, spec, arguments)
             except AuditUnavailable as exc:
                 log.error("refusing %s: audit log unavailable: %s", spec.name, exc)
                 raise ToolError(
@@ -146,26 +148,25 @@ class CallPipeline:
             try:
                 result = await self._decide_and_run(spec, args, arguments, tool_ctx)
             except ToolFailure as exc:
-                governance.record_outcome(call_id, spec, "error", started, error=str(exc))
+                await _stored(governance.record_outcome, call_id, spec, "error", started, error=str(exc))
                 raise ToolError(str(exc)) from None
             except TableauError as exc:
-                governance.record_outcome(call_id, spec, "error", started, error=str(exc))
+                await _stored(governance.record_outcome, call_id, spec, "error", started, error=str(exc))
                 raise ToolError(str(exc)) from None
             except _Denied as exc:
-                governance.record_outcome(call_id, spec, "denied", started, error=str(exc))
+                await _stored(governance.record_outcome, call_id, spec, "denied", started, error=str(exc))
                 raise ToolError(str(exc)) from None
             except anyio.get_cancelled_exc_class():
-                # Synchronous, so it completes even though the call is being cancelled.
-                governance.record_outcome(call_id, spec, "cancelled", started)
+                await _stored(governance.record_outcome, call_id, spec, "cancelled", started)
                 raise
             except Exception:
                 log.exception("tool %s failed unexpectedly (call %s)", spec.name, call_id)
-                governance.record_outcome(call_id, spec, "error", started, error="internal error")
+                await _stored(governance.record_outcome, call_id, spec, "error", started, error="internal error")
                 raise ToolError(
                     f"{spec.name} failed unexpectedly; the server log has the details under call id {call_id}."
                 ) from None
             status = "pending_approval" if getattr(result, "status", None) == "pending_approval" else "ok"
-            governance.record_outcome(call_id, spec, status, started, summary=_summary(result))
+            await _stored(governance.record_outcome, call_id, spec, status, started, summary=_summary(result))
             return result
 
     async def _decide_and_run(
@@ -173,16 +174,16 @@ class CallPipeline:
     ) -> BaseModel:
         governance = self.live.governance
         if spec.literal_facts is not None:
-            early = governance.early_deny(ctx.principal, spec, spec.literal_facts(args), call_id=ctx.call_id)
+            early = await _stored(governance.early_deny, ctx.principal, spec, spec.literal_facts(args), call_id=ctx.call_id)
             if early is not None:
                 raise _Denied(f"Not allowed by policy: {early.reason}. Ask an administrator if this is needed.")
         facts = await spec.facts(ctx, args) if spec.facts else {}
-        decision = governance.decide(ctx.principal, spec, arguments, facts, call_id=ctx.call_id)
+        decision = await _stored(governance.decide, ctx.principal, spec, arguments, facts, call_id=ctx.call_id)
         if decision.effect == "deny":
             raise _Denied(f"Not allowed by policy: {decision.reason}. Ask an administrator if this is needed.")
         if decision.effect == "require_approval":
             preview = await spec.preview(ctx, args) if spec.preview else f"Run {spec.name}."
-            request = governance.create_approval(ctx.principal, spec, arguments, preview, call_id=ctx.call_id)
+            request = await _stored(governance.create_approval, ctx.principal, spec, arguments, preview, call_id=ctx.call_id)
             pending = PendingApproval(
                 request_id=request.id,
                 preview=preview,
@@ -205,9 +206,9 @@ class CallPipeline:
         if services is None:
             return 0
         ran = 0
-        for request in services.governance.approved_requests(request_id):
+        for request in await _stored(services.governance.approved_requests, request_id):
             spec = self.specs.get(request.tool)
-            claimed = services.governance.claim(request) if spec else None
+            claimed = await _stored(services.governance.claim, request) if spec else None
             if claimed is None:
                 continue
             ran += 1
@@ -221,24 +222,33 @@ class CallPipeline:
         ctx = ToolContext(tableau=self.live.tableau, principal=request.requester, call_id=call_id, approvals=governance)
         async with self.live.tableau.operation(call_id):
             try:
-                governance.record_intent(call_id, request.requester, spec, request.arguments, approval_id=request.id)
+                await _stored(
+                    governance.record_intent, call_id, request.requester, spec, request.arguments, approval_id=request.id
+                )
                 args = spec.input_model.model_validate(request.arguments)
                 facts = await spec.facts(ctx, args) if spec.facts else {}
-                decision = governance.decide(request.requester, spec, request.arguments, facts, call_id=call_id)
+                decision = await _stored(governance.decide, request.requester, spec, request.arguments, facts, call_id=call_id)
                 if decision.effect == "deny":
                     raise _Denied(f"the policy now denies this call: {decision.reason}")
                 output = await spec.run(ctx, args)
             except (ToolFailure, TableauError, _Denied) as exc:
-                governance.finish_approval(request.id, ok=False, result=str(exc))
-                governance.record_outcome(call_id, spec, "error", started, error=str(exc), approval_id=request.id)
+                await _stored(governance.finish_approval, request.id, ok=False, result=str(exc))
+                await _stored(
+                    governance.record_outcome, call_id, spec, "error", started, error=str(exc), approval_id=request.id
+                )
                 return
             except Exception:
                 log.exception("approved request %s failed", request.id)
-                governance.finish_approval(request.id, ok=False, result="internal error; see the server log")
-                governance.record_outcome(call_id, spec, "error", started, error="internal error", approval_id=request.id)
+                await _stored(governance.finish_approval, request.id, ok=False, result="internal error; see the server log")
+                await _stored(
+                    governance.record_outcome, call_id, spec, "error", started, error="internal error",
+                    approval_id=request.id,
+                )
                 return
-            governance.finish_approval(request.id, ok=True, result=output.model_dump_json())
-            governance.record_outcome(call_id, spec, "ok", started, summary=_summary(output), approval_id=request.id)
+            await _stored(governance.finish_approval, request.id, ok=True, result=output.model_dump_json())
+            await _stored(
+                governance.record_outcome, call_id, spec, "ok", started, summary=_summary(output), approval_id=request.id
+            )
 
     async def _run_approved_requests_forever(self) -> None:
         while True:
@@ -247,6 +257,18 @@ class CallPipeline:
             except Exception:
                 log.exception("running approved requests failed; will try again")
             await anyio.sleep(APPROVAL_POLL_SECONDS)
+
+
+async def _stored(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a governance step that touches the SQLite store in a worker thread.
+
+    Each write is an fsync'd transaction that may also wait (up to the busy timeout) for another
+    process sharing the store; on the event loop that would stall every other call and the HTTP
+    transport with it. Shielded, so a record the call has started (its cancelled outcome too) is
+    always finished.
+    """
+    with anyio.CancelScope(shield=True):
+        return await anyio.to_thread.run_sync(partial(fn, *args, **kwargs))
 
 
 class _Denied(Exception):
