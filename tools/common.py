@@ -1,4 +1,4 @@
-"""Helpers every toolset shares: cursors, name resolution, time filters and output budgets."""
+"""Helpers every toolset shares: cursors, name resolution, time filters, output budgets, concurrency."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import base64
 import difflib
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+import anyio
 from pydantic import BaseModel
 
 from server.toolkit import ToolFailure
@@ -129,3 +130,40 @@ def in_project(path: str | None, prefix: str | None) -> bool:
     wanted = prefix.strip("/").lower()
     have = path.lower()
     return have == wanted or have.startswith(wanted + "/")
+
+
+async def gather(*calls: Callable[[], Awaitable[Any]]) -> list[Any]:
+    """Await independent steps concurrently and return their results in order.
+
+    The access layer's limits still bound the traffic to Tableau; this only stops independent
+    listings from waiting for each other. The first failure is raised as itself, not wrapped in
+    an ExceptionGroup, so the pipeline maps it like any other error.
+    """
+    results: list[Any] = [None] * len(calls)
+
+    async def run(index: int, call: Callable[[], Awaitable[Any]]) -> None:
+        results[index] = await call()
+
+    try:
+        async with anyio.create_task_group() as tasks:
+            for index, call in enumerate(calls):
+                tasks.start_soon(run, index, call)
+    except BaseExceptionGroup as group:
+        raise _first_failure(group) from None
+    return results
+
+
+def _first_failure(group: BaseExceptionGroup) -> BaseException:
+    """The first error that is not a sibling's cancellation."""
+    cancelled = anyio.get_cancelled_exc_class()
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    return next((exc for exc in leaves if not isinstance(exc, cancelled)), leaves[0])

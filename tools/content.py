@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from server.toolkit import READ_ONLY, ToolContext, ToolFailure, ToolSpec
-from tools.common import decode_cursor, in_project, json_size, page_within_budget, resolve_one, utc
+from tools.common import decode_cursor, gather, in_project, json_size, page_within_budget, resolve_one, utc
 
 ContentKind = Literal["workbook", "view", "datasource", "flow", "project"]
 SortKey = Literal["name", "updated_at", "created_at", "size", "project", "owner"]
@@ -94,8 +95,10 @@ async def resolve_owner(ctx: ToolContext, owner: str) -> Any:
 
 async def select_content(ctx: ToolContext, kind: ContentKind, filters: ContentFilters) -> list[Any]:
     """All records of `kind` matching `filters`, with `project_path` filled in."""
-    owner_id = (await resolve_owner(ctx, filters.owner)).id if filters.owner else None
-    tree = await ctx.tableau.project_tree()
+    async def owner() -> str | None:
+        return (await resolve_owner(ctx, filters.owner)).id if filters.owner else None
+
+    owner_id, tree = await gather(owner, ctx.tableau.project_tree)
     if filters.project and not any(in_project(path, filters.project) for path in tree.paths().values()):
         known = sorted(tree.paths().values())
         from tools.common import closest
@@ -249,11 +252,14 @@ async def find_owners(ctx: ToolContext, args: FindOwnersInput) -> FindOwnersOutp
     query = args.model_dump(mode="json", exclude={"cursor", "limit"})
     offset = decode_cursor(args.cursor, query)
     kinds = OWNED_KINDS if args.kind == "all" else (args.kind,)
+    # The kinds and the user list are independent: fetch them side by side, not one after another.
+    *selections, users = await gather(
+        *(partial(select_content, ctx, kind, args) for kind in kinds), ctx.tableau.users_by_id
+    )
     owned: dict[str, list[tuple[str, Any, str | None]]] = defaultdict(list)
-    for kind in kinds:
-        for record, path in await select_content(ctx, kind, args):
+    for kind, selection in zip(kinds, selections, strict=True):
+        for record, path in selection:
             owned[record.owner_id].append((kind, record, path))
-    users = await ctx.tableau.users_by_id()
     now = datetime.now(UTC)
     summaries = []
     for owner_id, items in owned.items():
