@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import anyio
 from pydantic import BaseModel
 
+from server.tableau.errors import first_error
 from server.toolkit import ToolFailure
 
 T = TypeVar("T")
@@ -136,7 +137,7 @@ async def gather(*calls: Callable[[], Awaitable[Any]]) -> list[Any]:
     """Await independent steps concurrently and return their results in order.
 
     The access layer's limits still bound the traffic to Tableau; this only stops independent
-    listings from waiting for each other. The first failure is raised as itself, not wrapped in
+    listings from waiting for each other. A failure is raised as itself (a Tableau error first), not wrapped in
     an ExceptionGroup, so the pipeline maps it like any other error.
     """
     results: list[Any] = [None] * len(calls)
@@ -149,21 +150,5 @@ async def gather(*calls: Callable[[], Awaitable[Any]]) -> list[Any]:
             for index, call in enumerate(calls):
                 tasks.start_soon(run, index, call)
     except BaseExceptionGroup as group:
-        raise _first_failure(group) from None
+        raise first_error(group) from None
     return results
-
-
-def _first_failure(group: BaseExceptionGroup) -> BaseException:
-    """The first error that is not a sibling's cancellation."""
-    cancelled = anyio.get_cancelled_exc_class()
-    leaves: list[BaseException] = []
-
-    def walk(exc: BaseException) -> None:
-        if isinstance(exc, BaseExceptionGroup):
-            for inner in exc.exceptions:
-                walk(inner)
-        else:
-            leaves.append(exc)
-
-    walk(group)
-    return next((exc for exc in leaves if not isinstance(exc, cancelled)), leaves[0])

@@ -48,6 +48,7 @@ from .errors import (
     InvalidRequest,
     NotFound,
     TableauError,
+    first_error,
     short_id,
     translate,
 )
@@ -416,27 +417,6 @@ def background_job_record(item: TSC.BackgroundJobItem) -> JobRecord:
     )
 
 
-def _first_error(group: BaseExceptionGroup) -> BaseException:
-    """The most useful exception in a task group's ExceptionGroup: a TableauError if there is one."""
-    leaves: list[BaseException] = []
-
-    def walk(exc: BaseException) -> None:
-        if isinstance(exc, BaseExceptionGroup):
-            for inner in exc.exceptions:
-                walk(inner)
-        else:
-            leaves.append(exc)
-
-    walk(group)
-    for exc in leaves:
-        if isinstance(exc, TableauError):
-            return exc
-    for exc in leaves:
-        if not isinstance(exc, anyio.get_cancelled_exc_class()):
-            return exc
-    return leaves[0] if leaves else group
-
-
 # -------------------------------------------------------------------------------------------------
 
 
@@ -672,7 +652,7 @@ class TableauClient:
                     for _ in range(min(self.settings.concurrency, pages - 1)):
                         tasks.start_soon(worker)
             except BaseExceptionGroup as group:
-                raise _first_error(group) from None
+                raise first_error(group) from None
         merged: list[T] = []
         seen: set[str] = set()
         for number in sorted(results):

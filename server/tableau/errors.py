@@ -24,6 +24,7 @@ import socket
 from dataclasses import dataclass
 from xml.etree.ElementTree import ParseError
 
+import anyio
 import requests
 import urllib3.exceptions
 from tableauserverclient.server.endpoint.exceptions import (
@@ -303,3 +304,25 @@ def retry_hint_seconds(text: str | None) -> float | None:
     if unit.startswith("m"):
         return amount * 60
     return amount
+
+
+def first_error(group: BaseExceptionGroup) -> BaseException:
+    """The most useful exception in a task group's ExceptionGroup: a TableauError if there is one,
+    else the first that is not a sibling's cancellation."""
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    for exc in leaves:
+        if isinstance(exc, TableauError):
+            return exc
+    for exc in leaves:
+        if not isinstance(exc, anyio.get_cancelled_exc_class()):
+            return exc
+    return leaves[0] if leaves else group
