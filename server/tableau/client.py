@@ -52,7 +52,7 @@ from .errors import (
     short_id,
     translate,
 )
-from .parsing import content_page
+from .parsing import content_page, user_page
 from .records import (
     CONTENT_KINDS,
     ContentKind,
@@ -892,8 +892,10 @@ class TableauClient:
         expressions, order = filter_expressions(filters), sort_expressions(sort, DIRECTORY_SORT)
 
         def fetch(number: int, size: int) -> tuple[list[UserRecord], Any]:
-            items, pagination = server.users.get(_Query(number, size, expressions, order))
-            return [user_record(u) for u in items], pagination
+            query = _Query(number, size, expressions, order)
+            query.all_fields = True  # exactly what TSC's users.get() sends
+            response = server.users.get_request(server.users.baseurl, query)
+            return user_page(response.content)  # ~4x cheaper than TSC's UserItem parser
 
         users, _ = await self._paged(self._ctx("listing users"), fetch)
         return users

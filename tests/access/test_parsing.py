@@ -7,7 +7,7 @@ from xml.etree.ElementTree import ParseError
 
 import pytest
 
-from server.tableau.parsing import content_page
+from server.tableau.parsing import content_page, user_page
 
 _BILLION_LAUGHS = b"""<?xml version="1.0"?>
 <!DOCTYPE lolz [
@@ -91,3 +91,20 @@ def test_items_outside_the_list_element_and_nested_elements_are_not_mistaken_for
         "Finance",
         "dashboard",
     )
+
+
+def test_a_users_page_reads_every_user_field():
+    body = (
+        b'<tsResponse xmlns="http://tableau.com/api"><pagination pageNumber="1" pageSize="2" totalAvailable="2"/>'
+        b'<users><user id="u1" name="ann@example.com" siteRole="Viewer" fullName="Ann Lee" email="ann@example.com" '
+        b'lastLogin="2026-11-16T02:40:18Z" authSetting="SAML" locale="en_GB"><domain name="local"/></user>'
+        b'<user id="u2" name="bob" siteRole="Unlicensed"><domain name="corp"/></user></users></tsResponse>'
+    )
+    users, page = user_page(body)
+    assert page.total_available == 2
+    ann, bob = users
+    assert (ann.full_name, ann.email, ann.site_role, ann.auth_setting, ann.locale, ann.domain_name) == (
+        "Ann Lee", "ann@example.com", "Viewer", "SAML", "en_GB", "local"
+    )
+    assert ann.last_login is not None and ann.last_login.utcoffset() is not None and ann.last_login.day == 16
+    assert (bob.name, bob.last_login, bob.email, bob.domain_name) == ("bob", None, None, "corp")
