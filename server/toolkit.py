@@ -7,12 +7,14 @@ policy, approval, execution and audit are applied to every call in exactly one p
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel
+
+T = TypeVar("T")
 
 Effect = Literal["read", "write"]
 
@@ -55,6 +57,18 @@ class ToolContext:
     approvals: Any = None  # the governance adapter, for get_request
     # Claims and runs an approved request now (exactly once across processes); set by the call path.
     run_approved: Callable[[str], Awaitable[int]] | None = None
+    _memo: dict[Hashable, Any] = field(default_factory=dict, repr=False)
+
+    async def once(self, key: Hashable, compute: Callable[[], Awaitable[T]]) -> T:
+        """`compute()` at most once per call (a failure is not kept).
+
+        The policy's facts, the approval preview and the tool body resolve the same target: doing
+        it once saves the lookups, and the item the policy judged is the item that gets changed,
+        even if the site changes between the steps.
+        """
+        if key not in self._memo:
+            self._memo[key] = await compute()
+        return self._memo[key]
 
 
 ToolBody = Callable[[ToolContext, Any], Awaitable[BaseModel]]

@@ -31,7 +31,12 @@ class AddUserToGroupOutput(BaseModel):
 
 
 async def _resolve(ctx: ToolContext, args: AddUserToGroupInput) -> tuple[Any, Any]:
-    return await resolve_user(ctx, args.user), await resolve_group(ctx, args.group)
+    """The user and group, resolved once per call (facts, preview and body share them)."""
+
+    async def resolve() -> tuple[Any, Any]:
+        return await resolve_user(ctx, args.user), await resolve_group(ctx, args.group)
+
+    return await ctx.once(("membership", args.user, args.group), resolve)
 
 
 async def _is_member(ctx: ToolContext, group_id: str, user_id: str) -> tuple[bool, int]:

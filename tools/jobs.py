@@ -105,8 +105,14 @@ async def _wait(ctx: ToolContext, job_id: str, timeout: float) -> tuple[Any, boo
     return job, True
 
 
+async def _target(ctx: ToolContext, args: RefreshInput) -> tuple[Any, str | None]:
+    """The item to refresh, resolved once per call (facts, preview and body share it)."""
+    key = ("refresh target", args.kind, args.target, args.project)
+    return await ctx.once(key, lambda: resolve_content(ctx, args.kind, args.target, args.project))
+
+
 async def refresh_and_wait(ctx: ToolContext, args: RefreshInput) -> RefreshOutput:
-    record, path = await resolve_content(ctx, args.kind, args.target, args.project)
+    record, path = await _target(ctx, args)
     label = f"{path}/{record.name}" if path else record.name
     if not getattr(record, "has_extracts", True):
         raise ToolFailure(
@@ -150,12 +156,12 @@ async def refresh_and_wait(ctx: ToolContext, args: RefreshInput) -> RefreshOutpu
 
 
 async def refresh_facts(ctx: ToolContext, args: RefreshInput) -> dict[str, Any]:
-    record, path = await resolve_content(ctx, args.kind, args.target, args.project)
+    record, path = await _target(ctx, args)
     return {"content_kind": args.kind, "project_path": path or "", "target_name": record.name}
 
 
 async def refresh_preview(ctx: ToolContext, args: RefreshInput) -> str:
-    record, path = await resolve_content(ctx, args.kind, args.target, args.project)
+    record, path = await _target(ctx, args)
     kind = "incremental" if args.incremental else "full"
     return f"Run a {kind} extract refresh of {args.kind} '{path}/{record.name}' (id {record.id})."
 

@@ -236,3 +236,16 @@ def test_policy_check_and_explain_on_the_shipped_policy(capsys) -> None:
                      "--policy", "policies.yaml"]) in (0, 1)
     out = capsys.readouterr().out
     assert "deny" in out.lower() and "no-admin-groups" in out
+
+
+async def test_a_gated_refresh_looks_its_target_up_once_for_facts_and_preview(gated: Steward) -> None:
+    state = gated.state
+    item = next(d for d in state.datasources.values() if d.has_extracts and not d.refresh_failure)
+    async with gated.client() as client:
+        await client.call_tool("list_content", {"kind": "project", "limit": 1})  # the project tree is cached now
+        mark = len(gated.emulator.request_log)
+        body = structured(await client.call_tool("refresh_and_wait", {"kind": "datasource", "target": item.name}))
+    assert body["status"] == "pending_approval"
+    assert item.id in body["approval"]["preview"]
+    listings = [e for e in gated.requests_since(mark) if e.method == "GET" and e.path.endswith("/datasources")]
+    assert len(listings) == 1

@@ -267,3 +267,20 @@ async def test_site_summary_resource_and_prompts(steward: Steward) -> None:
     assert summary["counts"]["users"] == len(state.users)
     assert summary["counts"]["groups"] == len(state.groups)
     assert {p.name for p in prompts.prompts} >= {"audit_project_ownership", "why_cannot_user_access"}
+
+
+def _listings(steward: Steward, kind: str, since: int) -> list:
+    return [e for e in steward.requests_since(since) if e.method == "GET" and e.path.endswith(f"/{kind}s")]
+
+
+async def test_refresh_resolves_its_target_once_for_policy_and_body(steward: Steward) -> None:
+    state = steward.state
+    item = refreshable(state, failing=False)
+    kind = "datasource" if isinstance(item, m.Datasource) else "workbook"
+    async with steward.client() as client:
+        await client.call_tool("list_content", {"kind": "project", "limit": 1})  # the project tree is cached now
+        mark = len(steward.emulator.request_log)
+        body = structured(await client.call_tool("refresh_and_wait", {"kind": kind, "target": item.name}))
+    assert body["result"]["target_id"] == item.id
+    # The policy's facts and the tool body share one lookup of the target by name.
+    assert len(_listings(steward, kind, mark)) == 1
