@@ -108,7 +108,11 @@ async def select_content(ctx: ToolContext, kind: ContentKind, filters: ContentFi
             f"No project with path '{filters.project}'. Closest project paths: {suggestions}. "
             "Use list_content with kind='project' to see all project paths."
         )
-    records = await ctx.tableau.list_content(kind, filters=_server_filters(kind, filters))
+    pushed = _server_filters(kind, filters)
+    if kind == "project" and not pushed:
+        records = await ctx.tableau.project_records()  # the listing the tree was built from
+    else:
+        records = await ctx.tableau.list_content(kind, filters=pushed)
     after, before = utc(filters.updated_after), utc(filters.updated_before)
     wanted_name = filters.name.lower() if filters.name else None
     selected = []

@@ -833,6 +833,10 @@ class TableauClient:
 
         return await self._cached("projects", load, force=force)
 
+    async def project_records(self) -> list[ContentRecord]:
+        """Every project, from the same cached listing as project_tree() (no request while it is fresh)."""
+        return list(await self._project_records())
+
     async def _get_project(self, project_id: str) -> ContentRecord:
         # TSC's projects.get_by_id is a PUT (an empty update), which needs write permission on a real
         # server; the cached project listing answers without it.

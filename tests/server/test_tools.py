@@ -284,3 +284,16 @@ async def test_refresh_resolves_its_target_once_for_policy_and_body(steward: Ste
     assert body["result"]["target_id"] == item.id
     # The policy's facts and the tool body share one lookup of the target by name.
     assert len(_listings(steward, kind, mark)) == 1
+
+
+async def test_find_owners_of_all_kinds_lists_each_kind_once(steward: Steward) -> None:
+    async with steward.client() as client:
+        mark = len(steward.emulator.request_log)
+        body = structured(await client.call_tool("find_owners", {}))
+    listed = Counter(e.path.rsplit("/", 1)[1] for e in steward.requests_since(mark) if e.method == "GET")
+    # One page each on the demo site: the projects serve the tree and the project items alike.
+    assert listed["projects"] == 1
+    assert listed["workbooks"] == listed["datasources"] == listed["flows"] == 1
+    state = steward.state
+    owned = len(state.workbooks) + len(state.datasources) + len(state.flows) + len(state.projects)
+    assert body["total_items"] == owned
