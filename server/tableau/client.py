@@ -899,7 +899,7 @@ class TableauClient:
             query = _Query(number, size, expressions, order)
             query.all_fields = True  # exactly what TSC's users.get() sends
             response = server.users.get_request(server.users.baseurl, query)
-            return user_page(response.content)  # ~4x cheaper than TSC's UserItem parser
+            return user_page(response.content)  # several times cheaper than TSC's UserItem parser
 
         users, _ = await self._paged(self._ctx("listing users"), fetch)
         return users
