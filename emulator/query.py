@@ -310,12 +310,12 @@ def _sorted(items: list[Any], sort_keys: list[tuple[FieldDef, bool]], expression
     key = (*expression, len(items))
     cached = _SORT_CACHE.get(key)
     if cached is not None and all(map(operator.is_, cached[0], items)) and cached[1] == values:
-        return list(cached[2])
+        return cached[2]  # callers only slice it
     ordered = _sort(items, sort_keys)
     if len(_SORT_CACHE) >= _SORT_CACHE_SIZE:
         _SORT_CACHE.pop(next(iter(_SORT_CACHE)))
     _SORT_CACHE[key] = (items, values, ordered)
-    return list(ordered)
+    return ordered
 
 
 def _sort(items: list[Any], sort_keys: list[tuple[FieldDef, bool]]) -> list[Any]:

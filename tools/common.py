@@ -137,8 +137,8 @@ async def gather(*calls: Callable[[], Awaitable[Any]]) -> list[Any]:
     """Await independent steps concurrently and return their results in order.
 
     The access layer's limits still bound the traffic to Tableau; this only stops independent
-    listings from waiting for each other. A failure is raised as itself (a Tableau error first), not wrapped in
-    an ExceptionGroup, so the pipeline maps it like any other error.
+    listings from waiting for each other. A failure is raised as itself (a Tableau error first),
+    not wrapped in an ExceptionGroup, so the pipeline maps it like any other error.
     """
     results: list[Any] = [None] * len(calls)
 

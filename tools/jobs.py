@@ -126,16 +126,16 @@ async def refresh_and_wait(ctx: ToolContext, args: RefreshInput) -> RefreshOutpu
         log.info("client cancelled refresh_and_wait; job %s continues in Tableau", started.job_id)
         raise
     waited = round(time.monotonic() - began, 3)
-    common = dict(
-        job_id=job.id,
-        kind=args.kind,
-        target_id=record.id,
-        target=label,
-        attached_to_existing_job=started.already_queued,
-        queued_seconds=_seconds(job.created_at, job.started_at),
-        run_seconds=_seconds(job.started_at, job.completed_at),
-        waited_seconds=waited,
-    )
+    common = {
+        "job_id": job.id,
+        "kind": args.kind,
+        "target_id": record.id,
+        "target": label,
+        "attached_to_existing_job": started.already_queued,
+        "queued_seconds": _seconds(job.created_at, job.started_at),
+        "run_seconds": _seconds(job.started_at, job.completed_at),
+        "waited_seconds": waited,
+    }
     if not completed:
         return RefreshOutput(
             outcome="timed_out",

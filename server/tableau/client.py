@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 from urllib.parse import urlencode
 
 import anyio
@@ -258,15 +258,15 @@ def _int(value: Any) -> int | None:
 
 def content_record(kind: str, item: Any) -> ContentRecord:
     owner_name, owner_email = _owner(item)
-    common: dict[str, Any] = dict(
-        kind=kind,
-        id=item.id,
-        name=item.name or "",
-        owner_id=getattr(item, "owner_id", None),
-        owner_name=owner_name,
-        owner_email=owner_email,
-        tags=_tags(item),
-    )
+    common: dict[str, Any] = {
+        "kind": kind,
+        "id": item.id,
+        "name": item.name or "",
+        "owner_id": getattr(item, "owner_id", None),
+        "owner_name": owner_name,
+        "owner_email": owner_email,
+        "tags": _tags(item),
+    }
     if kind == "workbook":
         return ContentRecord(
             **common,
@@ -445,7 +445,7 @@ class TableauClient:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    async def __aenter__(self) -> TableauClient:
+    async def __aenter__(self) -> Self:
         await self.connect()
         return self
 
@@ -483,7 +483,7 @@ class TableauClient:
             async with self._default_operation("tableau:close"):
                 try:
                     await anyio.to_thread.run_sync(server.auth.sign_out, limiter=self._threads)
-                except Exception as exc:  # the session may already be gone; nothing to do about it
+                except Exception as exc:  # noqa: BLE001  the session may already be gone; nothing to do about it
                     log.info("sign-out from %s failed: %s", self.settings.server_url, type(exc).__name__)
                 finally:
                     server.close()
@@ -1140,7 +1140,7 @@ def _skip_unused_response_logging(server: TSC.Server) -> None:
 def _quiet_sign_out(server: TSC.Server) -> None:
     try:
         server.auth.sign_out()  # a no-op when the sign-in itself failed
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001  best effort: a failed sign-out must not mask the real error
         log.info("sign-out failed: %s", type(exc).__name__)
     finally:
         server.close()

@@ -145,7 +145,7 @@ async def test_find_owners_groups_counts_and_flags_inactive_and_unlicensed(stewa
 async def test_list_users_and_groups_agree_with_the_site(steward: Steward) -> None:
     state = steward.state
     group = max(state.groups.values(), key=lambda g: 0 if g.name == "All Users" else len(g.member_ids))
-    member = state.users[sorted(group.member_ids)[0]]
+    member = state.users[min(group.member_ids)]
     async with steward.client() as client:
         unlicensed = structured(await client.call_tool("list_users", {"site_role": "Unlicensed", "limit": 500}))
         members = structured(await client.call_tool("list_users", {"group": group.name, "limit": 500}))
@@ -231,7 +231,7 @@ async def test_list_jobs_answers_which_refreshes_failed_and_get_job_explains(ste
     assert failed, "the demo site should have recent failed refreshes"
     async with steward.client() as client:
         jobs, total = await collect_pages(client, "list_jobs", {"status": "Failed", "limit": 5}, "jobs")
-        one = structured(await client.call_tool("get_job", {"job_id": sorted(failed)[0]}))
+        one = structured(await client.call_tool("get_job", {"job_id": min(failed)}))
         bad = error_text(await client.call_tool("get_job", {"job_id": "last-nights-refresh"}))
     assert {j["id"] for j in jobs} == failed and total == len(failed)
     assert all(j["notes"] for j in jobs), "failed jobs on a page carry Tableau's reason"
