@@ -147,9 +147,13 @@ class NotificationDispatcher:
         for target in self.targets:
             if event.kind not in target.events:
                 continue
-            delivery = _Delivery(
-                event, payload_bytes(target.format, event), "dlv_" + secrets.token_urlsafe(12)
-            )
+            delivery = _Delivery(event, b"", "dlv_" + secrets.token_urlsafe(12))
+            try:
+                delivery.body = payload_bytes(target.format, event)
+            except Exception:  # a formatting bug must never fail the approval that emitted the event
+                log.exception("notification payload for %s could not be built", target.name)
+                self._report(target, delivery, "dropped", error="the payload could not be built")
+                continue
             send = self._streams[target.name][0]
             try:
                 send.send_nowait(delivery)

@@ -1,0 +1,1 @@
+"""Integrations with chat tools (Slack interactive approvals). Pure: no routes, no network."""
