@@ -11,6 +11,7 @@ See docs/GOVERNANCE.md, "Notifications (groundwork)".
 
 from server.notify.config import (
     DeliveryTarget,
+    NotificationsError,
     NotificationsSpec,
     NotificationTargetSpec,
     parse_notifications,
@@ -30,6 +31,7 @@ __all__ = [
     "NotificationDispatcher",
     "NotificationEvent",
     "NotificationTargetSpec",
+    "NotificationsError",
     "NotificationsSpec",
     "RetryPolicy",
     "SignatureError",

@@ -45,12 +45,12 @@ from pydantic import (
     model_validator,
 )
 
-from server.governance.policy import PolicyError, Problem
 from server.notify.events import EVENT_KINDS
 
 __all__ = [
     "DeliveryTarget",
     "NotificationTargetSpec",
+    "NotificationsError",
     "NotificationsSpec",
     "looks_like_token",
     "parse_notifications",
@@ -73,6 +73,17 @@ REDACTED = "[REDACTED]"
 _TOKEN_SEGMENT = re.compile(r"^[A-Za-z0-9_~=+%.-]{16,}$")
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 USE_ENV_OR_FILE = "put it in an environment variable ({key}_env: NAME) or a file ({key}_file: PATH)"
+
+
+class NotificationsError(ValueError):
+    """The notifications section, or a secret it points to, is unusable. `problems` has one line per issue.
+
+    (Not PolicyError: server.governance.policy will embed NotificationsSpec, so this module must not import it.)
+    """
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(self.problems))
 
 
 def looks_like_token(segment: str) -> bool:
@@ -219,8 +230,8 @@ def _where(loc: tuple[Any, ...]) -> str:
     return "notifications" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
 
 
-def parse_notifications(raw: Mapping[str, Any] | None, *, file: str = "policies.yaml") -> NotificationsSpec:
-    """Validate a `notifications:` mapping; PolicyError with one plain line per problem (values never shown)."""
+def parse_notifications(raw: Mapping[str, Any] | None) -> NotificationsSpec:
+    """Validate a `notifications:` mapping; NotificationsError with one plain line per problem (values never shown)."""
     try:
         return NotificationsSpec.model_validate({} if raw is None else raw)
     except ValidationError as exc:
@@ -235,8 +246,8 @@ def parse_notifications(raw: Mapping[str, Any] | None, *, file: str = "policies.
                 loc = loc[:-1]
             else:
                 message = err["msg"].removeprefix("Value error, ")
-            problems.append(Problem(file, None, f"{_where(loc)}: {message}"))
-        raise PolicyError(problems) from None
+            problems.append(f"{_where(loc)}: {message}")
+        raise NotificationsError(problems) from None
 
 
 # -- resolving the secrets at start-up -------------------------------------------------------------------
@@ -301,7 +312,7 @@ def _check_url(url: str) -> str | None:
 def resolve_targets(
     spec: NotificationsSpec, *, base_dir: Path | None = None, environ: Mapping[str, str] | None = None
 ) -> tuple[DeliveryTarget, ...]:
-    """Read every target's URL and secret. PolicyError listing every problem; no value is ever shown.
+    """Read every target's URL and secret. NotificationsError listing every problem; no value is ever shown.
 
     Relative files are read from `base_dir` (the policy file's folder) or the current directory."""
     env = os.environ if environ is None else environ
@@ -327,5 +338,5 @@ def resolve_targets(
             )
         )
     if problems:
-        raise PolicyError([Problem("notifications", None, p) for p in problems])
+        raise NotificationsError(problems)
     return tuple(out)

@@ -6,14 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from server.governance.policy import PolicyError
-from server.notify import parse_notifications, redact_url, resolve_targets
+from server.notify import NotificationsError, parse_notifications, redact_url, resolve_targets
 
 SLACK_URL = "https://hooks.slack.com/services/T0AAAAAAA/B0BBBBBBB/abcdefghijklmnopqrstuvwx"
 
 
 def problems(raw: dict) -> str:
-    with pytest.raises(PolicyError) as info:
+    with pytest.raises(NotificationsError) as info:
         parse_notifications(raw)
     return str(info.value)
 
@@ -153,7 +152,7 @@ def test_every_unresolvable_target_is_reported_at_once_without_values(tmp_path: 
             ]
         }
     )
-    with pytest.raises(PolicyError) as info:
+    with pytest.raises(NotificationsError) as info:
         resolve_targets(spec, base_dir=tmp_path, environ={"PLAIN_HTTP": "http://hooks.example.com/T1/abc"})
     text = str(info.value)
     assert "environment variable MISSING_URL (url) is not set or empty" in text
