@@ -253,7 +253,12 @@ class NotificationDispatcher:
                 self._report(target, delivery, "delivered", status_code=answer.status)
                 return
             if not answer.retryable:
-                error = f"{answer.error}: the receiver refused it, not retried"
+                why = (
+                    "redirects are not followed"
+                    if 300 <= (answer.status or 0) < 400
+                    else "the receiver refused it"
+                )
+                error = f"{answer.error}: {why}, not retried"
                 self._report(target, delivery, "gave_up", status_code=answer.status, error=error)
                 return
             if delivery.attempts >= self.retry.max_attempts:

@@ -22,6 +22,7 @@ class Receiver:
     url: str
     statuses: list[int] = field(default_factory=list)  # answers in order; 200 once exhausted
     received: list[Received] = field(default_factory=list)
+    retry_after: str | None = None  # the Retry-After header sent with 429 and 503
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def next_status(self) -> int:
@@ -30,8 +31,10 @@ class Receiver:
 
 
 @contextmanager
-def local_receiver(statuses: list[int] | None = None, *, path: str = "/hook") -> Iterator[Receiver]:
-    state = Receiver(url="", statuses=list(statuses or []))
+def local_receiver(
+    statuses: list[int] | None = None, *, path: str = "/hook", retry_after: str | None = None
+) -> Iterator[Receiver]:
+    state = Receiver(url="", statuses=list(statuses or []), retry_after=retry_after)
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
@@ -40,8 +43,10 @@ def local_receiver(statuses: list[int] | None = None, *, path: str = "/hook") ->
                 state.received.append(Received(self.path, {k: v for k, v in self.headers.items()}, body))
             status = state.next_status()
             self.send_response(status)
-            if status == 429:
-                self.send_header("Retry-After", "0")
+            if status in (429, 503) and state.retry_after is not None:
+                self.send_header("Retry-After", state.retry_after)
+            if 300 <= status < 400:
+                self.send_header("Location", "http://127.0.0.1:1/elsewhere")
             self.send_header("Content-Length", "2")
             self.end_headers()
             self.wfile.write(b"ok")

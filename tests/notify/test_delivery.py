@@ -78,15 +78,37 @@ async def test_a_failing_receiver_that_recovers_gets_the_event_once() -> None:
         verify_signature(SECRET, got.headers[TIMESTAMP_HEADER], got.headers[SIGNATURE_HEADER], got.body)
 
 
-async def test_a_receiver_refusing_the_payload_is_not_retried() -> None:
+@pytest.mark.parametrize(
+    ("status", "why"), [(400, "the receiver refused it"), (302, "redirects are not followed")]
+)
+async def test_a_receiver_refusing_or_redirecting_is_not_retried(status: int, why: str) -> None:
     records: list[AttemptRecord] = []
-    with local_receiver([400]) as receiver:
+    with local_receiver([status]) as receiver:
         async with dispatcher(targets(("strict", "webhook", receiver.url)), records) as d:
             d.submit(event("denied"))
             await d.wait_idle()
-    assert len(receiver.received) == 1
-    assert [(r.outcome, r.status_code) for r in records] == [("gave_up", 400)]
-    assert "not retried" in (records[0].error or "")
+    assert len(receiver.received) == 1  # and nothing was sent to the redirect's Location
+    assert [(r.outcome, r.status_code) for r in records] == [("gave_up", status)]
+    assert records[0].error == f"HTTP {status}: {why}, not retried"
+
+
+def test_backoff_doubles_up_to_the_cap_with_jitter_on_the_upper_half() -> None:
+    policy = RetryPolicy(max_attempts=8, base_delay=1.0, max_delay=10.0)
+    assert [policy.delay(n, 0.0) for n in range(1, 6)] == [0.5, 1.0, 2.0, 4.0, 5.0]
+    assert [policy.delay(n, 0.999) for n in range(1, 6)] == pytest.approx(
+        [1.0, 2.0, 4.0, 8.0, 10.0], abs=0.02
+    )
+
+
+async def test_retry_after_is_honoured_up_to_the_cap() -> None:
+    records: list[AttemptRecord] = []
+    policy = RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.05)
+    with local_receiver([429, 503], retry_after="0.03") as receiver:
+        async with dispatcher(targets(("busy", "webhook", receiver.url)), records, retry=policy) as d:
+            d.submit(event("executed"))
+            await d.wait_idle()
+    assert [r.outcome for r in records] == ["retrying", "retrying", "delivered"]
+    assert [r.retry_in for r in records[:2]] == [0.03, 0.03]  # the receiver's wish, not our 1 ms step
 
 
 async def test_a_down_target_does_not_hold_up_the_others() -> None:
