@@ -216,15 +216,15 @@ class NotificationDispatcher:
         receive: MemoryObjectReceiveStream[_Delivery],
     ) -> None:
         current: _Delivery | None = None
-        try:
-            async with receive:
+        async with receive:
+            try:
                 async for current in receive:
                     await self._deliver(client, target, current)
                     self._finished()
                     current = None
-        except anyio.get_cancelled_exc_class():
-            self._abandon(target, current, receive)
-            raise
+            except anyio.get_cancelled_exc_class():
+                self._abandon(target, current, receive)  # while `receive` is open: what waits is still there
+                raise
 
     def _abandon(
         self, target: DeliveryTarget, current: _Delivery | None, receive: MemoryObjectReceiveStream

@@ -132,6 +132,23 @@ async def test_a_down_target_does_not_hold_up_the_others() -> None:
     assert len(receiver.received) == 1
 
 
+async def test_shutting_down_records_every_waiting_delivery_as_abandoned() -> None:
+    records: list[AttemptRecord] = []
+    slow = RetryPolicy(max_attempts=3, base_delay=30, max_delay=30)
+    async with dispatcher(targets(("down", "webhook", refused_url())), records, retry=slow, grace=0.1) as d:
+        assert [d.submit(event(kind)) for kind in ("created", "approved", "executed")] == [1, 1, 1]
+        with anyio.fail_after(10):  # a bound for a broken build, not a timing assertion
+            while not records:
+                await anyio.sleep(0.01)
+    assert [(r.event, r.outcome) for r in records] == [
+        ("request.created", "retrying"),
+        ("request.created", "abandoned"),
+        ("request.approved", "abandoned"),
+        ("request.executed", "abandoned"),
+    ]
+    assert d.pending() == {"down": 0}
+
+
 async def test_a_full_queue_drops_with_a_record_and_a_closed_dispatcher_refuses_with_one() -> None:
     records: list[AttemptRecord] = []
     with local_receiver() as receiver:
