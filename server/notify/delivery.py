@@ -24,9 +24,9 @@ event loop: it must be quick (hand the record to the audit writer); its exceptio
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
-import secrets
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -108,6 +108,11 @@ class _Answer:
         return self.status is None or self.status in RETRYABLE_STATUSES or self.status >= 500
 
 
+def delivery_id(event: NotificationEvent, target: str) -> str:
+    """The same for every attempt, and in every process, for one event to one target: receivers dedupe on it."""
+    return "dlv_" + hashlib.sha256(f"{event.event_id}:{target}".encode()).hexdigest()[:24]
+
+
 def _retry_after(value: str | None) -> float | None:
     try:
         return max(0.0, float(value)) if value else None
@@ -147,7 +152,7 @@ class NotificationDispatcher:
         for target in self.targets:
             if event.kind not in target.events:
                 continue
-            delivery = _Delivery(event, b"", "dlv_" + secrets.token_urlsafe(12))
+            delivery = _Delivery(event, b"", delivery_id(event, target.name))
             try:
                 delivery.body = payload_bytes(target.format, event)
             except Exception:  # a formatting bug must never fail the approval that emitted the event

@@ -7,7 +7,7 @@ and capped, so an event never carries a secret and never grows without bound.
 
 from __future__ import annotations
 
-import secrets
+import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
@@ -34,10 +34,6 @@ def cap_text(text: str | None, limit: int = MAX_TEXT) -> str | None:
 
 def _now() -> datetime:
     return datetime.now(tz=UTC)
-
-
-def _event_id() -> str:
-    return "evt_" + secrets.token_urlsafe(12)
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -82,7 +78,9 @@ class NotificationEvent:
     required_approvals: int = 1
     expires_at: datetime | None = None
     occurred_at: datetime = field(default_factory=_now)
-    event_id: str = field(default_factory=_event_id)
+    # Default: derived from the request and the kind. A request has at most one event of each kind, so two
+    # server processes reporting the same transition send the same id, and receivers can deduplicate.
+    event_id: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in EVENT_KINDS:
@@ -91,6 +89,9 @@ class NotificationEvent:
             raise ValueError("an event needs a request id, a tool and a requester")
         # Frozen dataclass: normalise the free text once, here, so every format sends the same text.
         object.__setattr__(self, "targets", tuple(self.targets))
+        if not self.event_id:
+            digest = hashlib.sha256(f"{self.request_id}:{self.kind}".encode()).hexdigest()
+            object.__setattr__(self, "event_id", "evt_" + digest[:24])
         object.__setattr__(self, "preview", cap_text(self.preview) or "")
         object.__setattr__(self, "reason", cap_text(self.reason, 2000))
         object.__setattr__(self, "result", cap_text(self.result))

@@ -5,7 +5,7 @@ Every delivery carries::
     X-Steward-Timestamp: 1764619200                 # Unix seconds when this attempt was sent
     X-Steward-Signature: v1=<hex HMAC-SHA256>       # over the bytes  "v1:" + timestamp + ":" + raw body
     X-Steward-Event:     request.approved
-    X-Steward-Delivery:  dlv_...                    # the same on every retry of one delivery
+    X-Steward-Delivery:  dlv_...                    # one event to one target: the same on every retry, from every server
 
 A receiver recomputes the HMAC with the shared secret over the raw body it received, compares in
 constant time, refuses a timestamp more than 5 minutes from its clock (a captured request cannot be

@@ -132,6 +132,19 @@ async def test_a_down_target_does_not_hold_up_the_others() -> None:
     assert len(receiver.received) == 1
 
 
+async def test_two_processes_reporting_the_same_transition_send_the_same_ids() -> None:
+    records: list[AttemptRecord] = []
+    with local_receiver() as receiver:
+        for _ in range(2):  # two servers sharing the store, each building the event from the request
+            async with dispatcher(targets(("ops", "webhook", receiver.url)), records) as d:
+                d.submit(event("approved"))
+                await d.wait_idle()
+    first, second = receiver.received
+    assert first.headers[DELIVERY_HEADER] == second.headers[DELIVERY_HEADER]
+    assert json.loads(first.body)["event_id"] == json.loads(second.body)["event_id"]
+    assert event("approved").event_id != event("denied").event_id
+
+
 async def test_shutting_down_records_every_waiting_delivery_as_abandoned() -> None:
     records: list[AttemptRecord] = []
     slow = RetryPolicy(max_attempts=3, base_delay=30, max_delay=30)
