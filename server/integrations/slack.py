@@ -28,15 +28,18 @@ import hashlib
 import heapq
 import hmac
 import json
+import os
 import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 from pydantic import SecretStr
 
+from server.notify.config import NotificationsError, SlackInteractionsSpec, read_secret
 from server.notify.events import NotificationEvent
 from server.notify.formats import (
     APPROVE_ACTION,
@@ -57,6 +60,7 @@ __all__ = [
     "outcome_message",
     "refusal_message",
     "slack_signature",
+    "verifier_from_spec",
 ]
 
 TIMESTAMP_HEADER = "X-Slack-Request-Timestamp"
@@ -297,6 +301,30 @@ class SlackInteractionVerifier:
             action_ts=_str(action, "action_ts"),
             response_url=_response_url(_str(payload, "response_url")),
         )
+
+
+def verifier_from_spec(
+    spec: SlackInteractionsSpec,
+    *,
+    base_dir: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    clock: Callable[[], float] = time.time,
+) -> SlackInteractionVerifier:
+    """The verifier for the policy's `notifications.slack_interactions`, its signing secret read from the
+    environment or a file (relative to `base_dir`). NotificationsError, never showing the secret."""
+    problems: list[str] = []
+    secret = read_secret(
+        "signing secret",
+        spec.signing_secret_env,
+        spec.signing_secret_file,
+        os.environ if environ is None else environ,
+        base_dir or Path.cwd(),
+        problems,
+        "slack_interactions",
+    )
+    if secret is None:
+        raise NotificationsError(problems)
+    return SlackInteractionVerifier(secret, spec.users, team_id=spec.team_id, clock=clock)
 
 
 # -- messages sent back through response_url ----------------------------------------------------------

@@ -36,6 +36,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -146,12 +147,54 @@ def _str_list(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
+def _refuse_literal(data: Any, key: str) -> None:
+    if isinstance(data, Mapping) and key in data:
+        raise ValueError(
+            f"a literal '{key}:' is not allowed in the policy file; " + USE_ENV_OR_FILE.format(key=key)
+        )
+
+
+def _check_env_names(model: BaseModel, *keys: str) -> None:
+    for key in keys:
+        value = getattr(model, key)
+        if value and not ENV_NAME.match(value):
+            raise ValueError(f"{key} must name an environment variable (letters, digits, '_')")
+
+
+def _matching(pattern: str, hint: str) -> AfterValidator:
+    """A string check whose error is `hint` (a plain sentence), not the regex."""
+    regex = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not regex.match(value):
+            raise ValueError(hint)
+        return value
+
+    return AfterValidator(check)
+
+
+TargetName = Annotated[
+    str, _matching(TARGET_NAME, "a target name uses letters, digits, '_', '.' and '-' (at most 64)")
+]
+SlackTeamId = Annotated[
+    str,
+    _matching(r"^[TE][A-Z0-9]{2,31}$", "a Slack team id looks like T0123ABCD (or E... for Enterprise Grid)"),
+]
+SlackUserId = Annotated[
+    str,
+    _matching(
+        r"^[UW][A-Z0-9]{2,31}$",
+        "a Slack user id looks like U0123ABCD (in Slack: the user's profile, 'Copy member ID')",
+    ),
+]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class NotificationTargetSpec(_Strict):
-    name: Annotated[str, Field(pattern=TARGET_NAME)]
+    name: TargetName
     format: Format
     url: str | None = None
     url_env: str | None = None
@@ -165,16 +208,11 @@ class NotificationTargetSpec(_Strict):
     @classmethod
     def _no_secrets_in_the_file(cls, data: Any) -> Any:
         # Runs on the raw mapping, so the error's input is the mapping and no value is ever echoed.
-        if isinstance(data, Mapping):
-            if "secret" in data:
-                raise ValueError(
-                    "a literal 'secret:' is not allowed in the policy file; "
-                    + USE_ENV_OR_FILE.format(key="secret")
-                )
-            if data.get("url") is not None:
-                problem = _literal_url_problem(data.get("format"), data["url"])
-                if problem:
-                    raise ValueError(problem)
+        _refuse_literal(data, "secret")
+        if isinstance(data, Mapping) and data.get("url") is not None:
+            problem = _literal_url_problem(data.get("format"), data["url"])
+            if problem:
+                raise ValueError(problem)
         return data
 
     @model_validator(mode="after")
@@ -196,10 +234,7 @@ class NotificationTargetSpec(_Strict):
                 f"{self.format} target '{self.name}' takes no secret: {self.format} incoming "
                 "webhooks are not signed (the URL is the credential)"
             )
-        for key in ("url_env", "secret_env"):
-            value = getattr(self, key)
-            if value and not ENV_NAME.match(value):
-                raise ValueError(f"{key} must name an environment variable (letters, digits, '_')")
+        _check_env_names(self, "url_env", "secret_env")
         unknown = [e for e in self.events if e not in EVENT_KINDS]
         if unknown or not self.events:
             raise ValueError(
@@ -209,11 +244,41 @@ class NotificationTargetSpec(_Strict):
         return self
 
 
+class SlackInteractionsSpec(_Strict):
+    """Approve/Deny buttons in Slack: the app's signing secret and which Slack users are which approvers.
+
+    `users` maps Slack user ids (U.../W...) to approver principals of the policy; the policy loader checks
+    that each principal exists and may approve."""
+
+    signing_secret_env: str | None = None
+    signing_secret_file: str | None = None
+    team_id: SlackTeamId | None = None
+    users: dict[SlackUserId, Annotated[str, Field(min_length=1)]]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_secret_in_the_file(cls, data: Any) -> Any:
+        _refuse_literal(data, "signing_secret")
+        return data
+
+    @model_validator(mode="after")
+    def _one_secret_source(self) -> SlackInteractionsSpec:
+        if bool(self.signing_secret_env) == bool(self.signing_secret_file):
+            raise ValueError(
+                "slack_interactions needs exactly one of signing_secret_env or signing_secret_file"
+            )
+        _check_env_names(self, "signing_secret_env")
+        if not self.users:
+            raise ValueError("slack_interactions.users maps no Slack user to an approver")
+        return self
+
+
 class NotificationsSpec(_Strict):
     console_url: str | None = None
     max_attempts: Annotated[int, Field(ge=1, le=20)] = 6
     queue_size: Annotated[int, Field(ge=1, le=100_000)] = 1000
     targets: list[NotificationTargetSpec] = []
+    slack_interactions: SlackInteractionsSpec | None = None
 
     @model_validator(mode="after")
     def _unique_names(self) -> NotificationsSpec:
@@ -269,19 +334,21 @@ class DeliveryTarget:
         return redact_url(self.url.get_secret_value())
 
 
-def _read(
+def read_secret(
     kind: str,
     env: str | None,
     file: str | None,
     environ: Mapping[str, str],
     base: Path,
     problems: list[str],
-    target: str,
+    where: str,
 ) -> str | None:
+    """The value of environment variable `env`, or the stripped text of `file` (relative to `base`).
+    None, with a line in `problems` that names `where` and the variable or file but never a value."""
     if env:
         value = environ.get(env, "").strip()
         if not value:
-            problems.append(f"target '{target}': environment variable {env} ({kind}) is not set or empty")
+            problems.append(f"{where}: environment variable {env} ({kind}) is not set or empty")
         return value or None
     assert file is not None
     path = Path(file).expanduser()
@@ -289,10 +356,10 @@ def _read(
     try:
         value = path.read_text(encoding="utf-8").strip()
     except OSError as exc:
-        problems.append(f"target '{target}': cannot read {kind} file '{file}' ({exc.__class__.__name__})")
+        problems.append(f"{where}: cannot read {kind} file '{file}' ({exc.__class__.__name__})")
         return None
     if not value:
-        problems.append(f"target '{target}': {kind} file '{file}' is empty")
+        problems.append(f"{where}: {kind} file '{file}' is empty")
     return value or None
 
 
@@ -320,10 +387,11 @@ def resolve_targets(
     problems: list[str] = []
     out = []
     for t in spec.targets:
-        url = t.url or _read("url", t.url_env, t.url_file, env, base, problems, t.name)
+        where = f"target '{t.name}'"
+        url = t.url or read_secret("url", t.url_env, t.url_file, env, base, problems, where)
         secret = None
         if t.format == "webhook":
-            secret = _read("secret", t.secret_env, t.secret_file, env, base, problems, t.name)
+            secret = read_secret("secret", t.secret_env, t.secret_file, env, base, problems, where)
         if url is not None:
             bad = _check_url(url)
             if bad:

@@ -15,7 +15,9 @@ from server.integrations.slack import (
     SlackRequestRefused,
     outcome_message,
     refusal_message,
+    verifier_from_spec,
 )
+from server.notify import NotificationsError, parse_notifications
 from server.notify.formats import APPROVE_ACTION, CONSOLE_ACTION, DENY_ACTION, slack_message
 from tests.notify.helpers import event
 
@@ -216,3 +218,45 @@ def test_the_outcome_replaces_the_message_without_buttons() -> None:
         "replace_original": False,
         "text": "You cannot approve your own request.",
     }
+
+
+def test_the_policy_section_builds_a_verifier_with_the_secret_from_the_environment_or_a_file(
+    tmp_path,
+) -> None:
+    section = {"signing_secret_env": "SLACK_SIGNING_SECRET", "team_id": "T0TEAM", "users": APPROVERS}
+    spec = parse_notifications({"slack_interactions": section}).slack_interactions
+    v = verifier_from_spec(spec, environ={"SLACK_SIGNING_SECRET": SIGNING_SECRET}, clock=lambda: NOW)
+    assert v.verify_interaction(*signed(click())).principal == "site-admin"
+    assert refused(v, *signed(click(team="T0OTHER"))).reason == "wrong_team"
+
+    (tmp_path / "slack.secret").write_text(SIGNING_SECRET + "\n")
+    from_file = parse_notifications(
+        {"slack_interactions": {"signing_secret_file": "slack.secret", "users": APPROVERS}}
+    ).slack_interactions
+    v = verifier_from_spec(from_file, base_dir=tmp_path, clock=lambda: NOW)
+    assert v.verify_interaction(*signed(click(DENY_ACTION))).decision == "deny"
+
+    with pytest.raises(NotificationsError, match="environment variable SLACK_SIGNING_SECRET"):
+        verifier_from_spec(spec, environ={})
+
+
+@pytest.mark.parametrize(
+    ("section", "expected"),
+    [
+        (
+            {"signing_secret": SIGNING_SECRET, "users": APPROVERS},
+            "a literal 'signing_secret:' is not allowed",
+        ),
+        ({"users": APPROVERS}, "exactly one of signing_secret_env or signing_secret_file"),
+        ({"signing_secret_env": "S", "users": {}}, "maps no Slack user"),
+        (
+            {"signing_secret_env": "S", "users": {"alice": "site-admin"}},
+            "notifications.slack_interactions.users",
+        ),
+        ({"signing_secret_env": "S", "team_id": "acme", "users": APPROVERS}, "slack_interactions.team_id"),
+    ],
+)
+def test_the_policy_section_is_strict_and_never_echoes_the_secret(section: dict, expected: str) -> None:
+    with pytest.raises(NotificationsError) as info:
+        parse_notifications({"slack_interactions": section})
+    assert expected in str(info.value) and SIGNING_SECRET not in str(info.value)

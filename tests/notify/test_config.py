@@ -116,6 +116,10 @@ def test_a_plain_receiver_url_is_allowed_for_signed_webhooks() -> None:
         ),
         ({"targets": [{"name": "t", "format": "slack", "url_env": "U"}] * 2}, "duplicate target names: t"),
         ({"max_attempts": 0}, "notifications.max_attempts"),
+        (
+            {"targets": [{"name": "bad name!", "format": "slack", "url_env": "U"}]},
+            "notifications.targets[0].name: a target name uses letters, digits",
+        ),
         ({"console_url": "javascript:alert(1)"}, "console_url must be an http(s) URL"),
     ],
 )
