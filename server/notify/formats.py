@@ -176,14 +176,23 @@ def slack_message(event: NotificationEvent) -> dict[str, Any]:
 # -- Teams Adaptive Card ---------------------------------------------------------------------------------
 
 
+def teams_escape(text: str) -> str:
+    """Adaptive Card text is markdown: break the link syntax `[label](url)` with a word joiner, so a group
+    or user name cannot show a link that looks like ours."""
+    return text.replace("](", "]\u2060(")
+
+
 def _text_block(text: str, **style: Any) -> dict[str, Any]:
-    return {"type": "TextBlock", "text": text, "wrap": True, **style}
+    return {"type": "TextBlock", "text": teams_escape(text), "wrap": True, **style}
 
 
 def adaptive_card(event: NotificationEvent) -> dict[str, Any]:
     body: list[dict[str, Any]] = [
         _text_block(title(event), size="Medium", weight="Bolder"),
-        {"type": "FactSet", "facts": [{"title": label, "value": value} for label, value in facts(event)]},
+        {
+            "type": "FactSet",
+            "facts": [{"title": label, "value": teams_escape(value)} for label, value in facts(event)],
+        },
         _text_block("Targets", weight="Bolder"),
         _text_block("\n\n".join(target_lines(event))),
     ]

@@ -113,6 +113,17 @@ def test_teams_gets_an_adaptive_card_in_the_incoming_webhook_envelope() -> None:
     assert len(payload_bytes("teams", event("created"))) < 28_000  # Teams' message size limit
 
 
+def test_teams_text_cannot_carry_a_markdown_link() -> None:
+    e = event(
+        "created",
+        requester="[Approve here](https://evil.example)",
+        targets=(EventTarget("group", "[Open the console](https://evil.example/login)"),),
+    )
+    card = teams_message(e)["attachments"][0]["content"]
+    text = json.dumps(card["body"], ensure_ascii=False)
+    assert "](https://evil" not in text and "]\u2060(https://evil.example" in text
+
+
 def test_the_generic_webhook_body_is_the_event_as_json() -> None:
     body = json.loads(webhook_body(event("approved")))
     assert body["schema"] == "steward.notification.v1" and body["event"] == "request.approved"
