@@ -68,6 +68,7 @@ SIGNATURE_HEADER = "X-Slack-Signature"
 WINDOW_SECONDS = 300
 MAX_BODY = 64 * 1024  # interaction payloads for one button are a few kB; refuse anything far larger
 REQUEST_ID = re.compile(r"^apr_[A-Za-z0-9_-]{8,64}$")
+UNIX_TIME = re.compile(r"^[0-9]{1,12}$")
 SLACK_ID = re.compile(r"^[A-Z0-9]{2,32}$")
 DECISIONS = {APPROVE_ACTION: "approve", DENY_ACTION: "deny"}
 RESPONSE_URL_HOST = "hooks.slack.com"
@@ -236,10 +237,9 @@ class SlackInteractionVerifier:
         if not timestamp or not signature:
             raise SlackRequestRefused("missing_headers", f"missing {TIMESTAMP_HEADER} or {SIGNATURE_HEADER}")
         now = self.clock()
-        try:
-            sent_at = int(timestamp)
-        except ValueError:
-            raise SlackRequestRefused("stale_timestamp", f"{TIMESTAMP_HEADER} is not a Unix time") from None
+        if not UNIX_TIME.match(timestamp):  # ASCII digits only: int() would also take ' 1', '+1' or '١'
+            raise SlackRequestRefused("stale_timestamp", f"{TIMESTAMP_HEADER} is not a Unix time")
+        sent_at = int(timestamp)
         if abs(now - sent_at) > self.window:
             raise SlackRequestRefused("stale_timestamp", "the request is more than 5 minutes old (or ahead)")
         expected = slack_signature(self._secret.get_secret_value(), timestamp, body)

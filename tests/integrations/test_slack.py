@@ -136,6 +136,13 @@ def test_a_stale_timestamp_is_refused_even_with_a_valid_signature(age: int) -> N
     assert (error.reason, error.status_code) == ("stale_timestamp", 401)
 
 
+@pytest.mark.parametrize("timestamp", ["\u0661\u0662\u0663", f" {NOW}", f"+{NOW}", "1e9", ""])
+def test_a_timestamp_that_is_not_plain_digits_is_refused_cleanly(timestamp: str) -> None:
+    headers, body = signed(click())
+    error = refused(verifier(), {**headers, "X-Slack-Request-Timestamp": timestamp}, body)
+    assert error.reason in ("stale_timestamp", "missing_headers") and error.status_code == 401
+
+
 def test_missing_headers_are_refused() -> None:
     headers, body = signed(click())
     del headers["X-Slack-Signature"]

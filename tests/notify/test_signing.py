@@ -29,6 +29,8 @@ def test_the_signature_is_hmac_sha256_of_v1_timestamp_body() -> None:
         (None, "v1=00", BODY, NOW, "missing"),
         (str(NOW), "", BODY, NOW, "missing"),
         ("yesterday", "v1=00", BODY, NOW, "bad_timestamp"),
+        ("\u0661\u0662", "v1=00", BODY, NOW, "bad_timestamp"),  # digits int() accepts, not ASCII
+        (f" {NOW}", "v1=00", BODY, NOW, "bad_timestamp"),
         (str(NOW), None, BODY, NOW + 301, "missing"),
         (str(NOW), "sig", BODY, NOW + 301, "stale"),
         (str(NOW), "sig", BODY, NOW - 301, "stale"),
