@@ -181,7 +181,7 @@ def _payload(body: bytes) -> dict[str, Any]:
         raise _bad("expected exactly one 'payload' field")
     try:
         payload = json.loads(raw[0])
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
         raise _bad("the 'payload' field is not JSON") from None
     if not isinstance(payload, dict):
         raise _bad("the 'payload' field is not a JSON object")

@@ -186,8 +186,8 @@ def test_payloads_that_are_not_a_decision_we_sent_are_refused(payload: dict, rea
     assert refused(verifier(), *signed(payload)).reason == reason
 
 
-def test_a_body_that_is_not_a_form_payload_is_refused_after_the_signature_check() -> None:
-    body = b'{"payload": "json, not a form"}'
+@pytest.mark.parametrize("body", [b'{"payload": "json, not a form"}', b"payload=" + b"%5B" * 20_000])
+def test_a_body_that_is_not_a_form_payload_is_refused_after_the_signature_check(body: bytes) -> None:
     timestamp = str(NOW)
     signature = (
         "v0="
