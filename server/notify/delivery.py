@@ -304,9 +304,9 @@ class NotificationDispatcher:
                 retry_after = _retry_after(response.headers.get("retry-after"))
         except httpx2.TimeoutException:
             return _Answer(None, "timed out")
-        except httpx2.HTTPError as exc:  # the class name only: the message may quote the URL
-            return _Answer(None, exc.__class__.__name__)
-        except OSError as exc:
+        # The class name only (ConnectError, InvalidURL...): the message may quote the URL. Catch-all: no
+        # error may end the worker, or the server's task group with it.
+        except Exception as exc:  # noqa: BLE001
             return _Answer(None, exc.__class__.__name__)
         return _Answer(status, None if 200 <= status < 300 else f"HTTP {status}", retry_after)
 

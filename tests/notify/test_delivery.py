@@ -225,3 +225,20 @@ async def test_a_broken_attempt_hook_does_not_stop_deliveries() -> None:
             d.submit(event("approved"))
             await d.wait_idle()
     assert calls == ["delivered", "delivered"] and len(receiver.received) == 2
+
+
+async def test_an_unusable_url_is_given_up_and_the_other_targets_still_deliver() -> None:
+    from pydantic import SecretStr
+
+    from server.notify.config import DeliveryTarget
+
+    records: list[AttemptRecord] = []
+    broken = DeliveryTarget(
+        name="broken", format="slack", url=SecretStr("hxxp:/nowhere"), events=frozenset({"created"})
+    )
+    with local_receiver() as receiver:
+        async with dispatcher((broken, *targets(("ok", "teams", receiver.url))), records) as d:
+            d.submit(event("created"))
+            await d.wait_idle()
+    assert [r.outcome for r in records if r.target == "broken"][-1] == "gave_up"
+    assert [r.outcome for r in records if r.target == "ok"] == ["delivered"]
