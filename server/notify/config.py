@@ -14,8 +14,12 @@
           format: slack
           url_file: /run/secrets/slack_webhook_url                      # or url_env: NAME
           events: [created, executed, failed]
+      slack_interactions:                 # optional: the Approve/Deny buttons (server/integrations/slack.py)
+        signing_secret_env: STEWARD_SLACK_SIGNING_SECRET     # or signing_secret_file: PATH
+        team_id: T0123ABCD                # optional: only this workspace
+        users: {U0123ABCD: site-admin}    # Slack member id -> approver principal
 
-Secrets never live in the policy file: a `secret:` key is refused, and so is a literal `url:` for Slack
+Secrets never live in the policy file: a `secret:` or `signing_secret:` key is refused, and so is a literal `url:` for Slack
 or Teams (their URL is the credential) or one carrying a token (a query string, user:password@, or
 a long opaque path segment). A plain receiver URL (`url: https://hooks.internal/steward`) is allowed
 for `webhook`, whose deliveries are authenticated by the signature.
