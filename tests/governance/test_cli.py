@@ -177,7 +177,7 @@ def test_audit_verify_tail_export(
     conn.execute("DROP TRIGGER audit_log_no_update")
     conn.execute("UPDATE audit_log SET body = replace(body, 'alice', 'mallory') WHERE seq = 3")
     code, out, _ = run(["audit", "verify"], capsys)
-    assert code == 1 and out.startswith("BROKEN at record 3: record 3 does not match its hash (edited)")
+    assert code == 1 and out.startswith("BROKEN at record 3: record 3 does not match its keyed hash (edited")
 
 
 def test_approvals_commands(policy_file: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -14,6 +14,7 @@ from mcp.client.stdio import StdioServerParameters
 from emulator.testing import add_admin_pat
 from server.cli import main as cli_main
 from server.governance import AuditLog
+from tests.conftest import signing_key_env
 from tests.server.conftest import Steward, structured, write_policy
 from tests.server.test_governance_flow import GATED_POLICY, candidate, membership_posts
 
@@ -28,6 +29,7 @@ def server_process(steward: Steward, pat: tuple[str, str]) -> StdioServerParamet
         "TABLEAU_SITE_ID": steward.state.content_url,
         "TABLEAU_PAT_NAME": pat[0],
         "TABLEAU_PAT_SECRET": pat[1],
+        **signing_key_env(),  # both servers share the store, so they need the same key
     }
     return StdioServerParameters(
         command=sys.executable,
