@@ -35,7 +35,7 @@ import hmac
 import re
 import types
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -275,10 +275,16 @@ class LocalSpec(_Strict):
     roles: StrList = []
 
 
+# What a bearer token may be used for: "mcp" calls tools; "admin" lists and decides approval requests
+# through the admin API. A token has exactly one audience, so neither can stand in for the other.
+TokenAudience = Literal["mcp", "admin"]
+
+
 class TokenSpec(_Strict):
     hash: str
     principal: Name
     roles: StrList = []
+    audience: TokenAudience = "mcp"
     description: str = ""
 
 
@@ -558,14 +564,19 @@ class Policy:
         name = self.spec.local.principal
         return Principal(name=name, roles=self.roles_of(name), via="local")
 
-    def principal_for_token(self, token: str) -> Principal | None:
-        """The principal an HTTP bearer token maps to, or None. Compares sha256 digests in constant time."""
+    def tokens_for(self, audience: TokenAudience) -> tuple[TokenSpec, ...]:
+        return tuple(t for t in self.tokens if t.audience == audience)
+
+    def principal_for_token(self, token: str, audience: TokenAudience = "mcp") -> Principal | None:
+        """The principal a bearer token of `audience` maps to, or None (also for a token of the other
+        audience: an admin token never calls tools, an MCP token never decides). Compares sha256 digests
+        in constant time."""
         if not token:
             return None
         digest = hash_token(token)
         found: TokenSpec | None = None
         for entry in self.tokens:  # no early exit: every entry is compared
-            if hmac.compare_digest(entry.hash.lower(), digest) and found is None:
+            if hmac.compare_digest(entry.hash.lower(), digest) and found is None and entry.audience == audience:
                 found = entry
         if found is None:
             return None
@@ -582,6 +593,21 @@ class Policy:
     def eligible_approvers(self) -> list[str]:
         return sorted(n for n in self.known_principals() if self.is_approver(n))
 
+    def with_tokens(self, extra: Iterable[TokenSpec]) -> Policy:
+        """This policy plus token entries held outside the file (the demo's one-run admin token).
+
+        The entries must name principals the policy knows and add no roles; the hash covers them, so the
+        audit shows that the effective policy is not the file alone.
+        """
+        extra = tuple(extra)
+        for entry in extra:
+            if entry.principal not in self._principal_roles or entry.roles:
+                raise PolicyError(f"an extra token must name a known principal and add no roles ({entry.principal})")
+        if {t.hash.lower() for t in extra} & {t.hash.lower() for t in self.tokens}:
+            raise PolicyError("an extra token shares a hash with a token of the policy")
+        payload = {"policy_hash": self.hash, "extra_tokens": [t.model_dump(mode="json") for t in extra]}
+        return replace(self, tokens=self.tokens + extra, hash=sha256_hex(canonical_json(payload)))
+
     def summary(self) -> dict[str, Any]:
         """A JSON-able description (no token hashes) for `policy check` and the server's policy resource."""
         return {
@@ -589,7 +615,8 @@ class Policy:
             "hash": self.hash,
             "mode": self.mode,
             "local_principal": self.spec.local.principal if self.spec.local else None,
-            "token_principals": sorted({t.principal for t in self.tokens}),
+            "token_principals": sorted({t.principal for t in self.tokens_for("mcp")}),
+            "admin_token_principals": sorted({t.principal for t in self.tokens_for("admin")}),
             "roles": sorted(self.spec.roles),
             "rules": [
                 {
