@@ -38,6 +38,7 @@ import json
 import logging
 import os
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -449,7 +450,7 @@ class AuditLog:
         and back, or restored from a copy made after that record).
         """
         try:
-            identity = _file_identity(self.path)
+            info = os.stat(self.path)
         except FileNotFoundError:
             raise AuditUnavailable(
                 f"the audit store {self.path} was deleted while the server runs; calls are refused until it is "
@@ -458,9 +459,10 @@ class AuditLog:
             ) from None
         except OSError as exc:
             raise AuditUnavailable(f"cannot check the audit store {self.path}: {exc}") from None
-        if identity != self._identity:
+        if (info.st_dev, info.st_ino) != self._identity:
             self._reattach()
-        if not os.access(self.path, os.W_OK):
+        # The mode bit too: root's os.access ignores it, but a store chmodded read-only means "stop writing".
+        if not info.st_mode & stat.S_IWUSR or not os.access(self.path, os.W_OK):
             raise AuditUnavailable(
                 f"the audit store {self.path} is not writable; calls are refused until it is writable again",
                 "the audit store is not writable",

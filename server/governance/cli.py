@@ -3,7 +3,8 @@
     tableau-steward policy check [FILE]
     tableau-steward policy explain --tool T [--args JSON] [--principal P] [--facts JSON]
     tableau-steward policy hash-token [--principal P] [--role R ...] [--generate]   (token on stdin)
-    tableau-steward audit verify | tail [-n N] [--follow] [--json] | export --format jsonl [--output F]
+    tableau-steward audit verify [--expect-head ANCHOR] | anchor | tail [-n N] [--follow] [--json]
+                          | export --format jsonl [--output F]
     tableau-steward approvals list [--status S] | show ID | approve ID --as NAME [--reason R]
                               | deny ID --as NAME --reason R
 
@@ -26,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from server.governance.approvals import STATUSES, ApprovalError, ApprovalRequest, ApprovalStore
-from server.governance.audit import AuditLog, AuditRecord, AuditUnavailable
+from server.governance.audit import ANCHOR_PREFIX, AuditLog, AuditRecord, AuditUnavailable
+from server.governance.display import escape_controls
 from server.governance.policy import (
     CONDITION_FACTS,
     DEFAULT_CATALOG,
@@ -105,9 +107,23 @@ def _register_audit(subparsers: argparse._SubParsersAction) -> None:
     audit = subparsers.add_parser("audit", help="Verify, read and export the audit log.")
     sub = audit.add_subparsers(dest="audit_command", required=True, metavar="SUBCOMMAND")
 
-    verify = sub.add_parser("verify", help="Check the hash chain; exit 1 naming the first bad record.")
+    verify = sub.add_parser(
+        "verify", help="Check the keyed hash chain (needs the signing key); exit 1 naming the first bad record."
+    )
     _store_options(verify)
+    verify.add_argument(
+        "--expect-head",
+        metavar="ANCHOR",
+        help="An anchor printed earlier by `audit anchor` (or a file holding it): the chain must still contain "
+        "that record unchanged, which catches a roll-back to an older copy of the store.",
+    )
     verify.set_defaults(handler=cmd_audit_verify)
+
+    anchor = sub.add_parser(
+        "anchor", help="Verify the chain and print its sealed head, to keep outside the store (a ticket, a bucket)."
+    )
+    _store_options(anchor)
+    anchor.set_defaults(handler=cmd_audit_anchor)
 
     tail = sub.add_parser("tail", help="Print the last records (and, with --follow, new ones as they come).")
     _store_options(tail)
@@ -364,11 +380,21 @@ def cmd_policy_hash_token(args: argparse.Namespace) -> int:
 # -- audit ---------------------------------------------------------------------------------------------------------
 
 
+def _expected_head(value: str | None) -> str | None:
+    """`--expect-head` is the anchor itself or the path of a file holding it."""
+    if value is None or value.startswith(ANCHOR_PREFIX):
+        return value
+    try:
+        return Path(value).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"--expect-head is neither an anchor nor a readable file: {exc.strerror}") from None
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     try:
         log = _open_log(args, readonly=True)
-        result = log.verify()
-    except (PolicyError, AuditUnavailable) as exc:
+        result = log.verify(expect_head=_expected_head(args.expect_head))
+    except (PolicyError, AuditUnavailable, ValueError) as exc:
         _err(str(exc))
         return 1
     if result.ok:
@@ -378,6 +404,22 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         f"BROKEN at record {result.first_bad_seq}: {result.reason} ({result.checked} records verified before it)"
     )
     return 1
+
+
+def cmd_audit_anchor(args: argparse.Namespace) -> int:
+    try:
+        log = _open_log(args, readonly=True)
+        anchor = log.anchor()
+    except (PolicyError, AuditUnavailable) as exc:
+        _err(str(exc))
+        return 1
+    print(anchor)
+    print(
+        f"anchored record {anchor.seq}; keep this line outside the store and check it later with "
+        "`tableau-steward audit verify --expect-head ANCHOR`",
+        file=sys.stderr,
+    )
+    return 0
 
 
 def _line(record: AuditRecord) -> str:
@@ -399,11 +441,11 @@ def _line(record: AuditRecord) -> str:
         "call_id",
     ):
         if f.get(key) is not None:
-            parts.append(f"{key}={f[key]}")
+            parts.append(f"{key}={escape_controls(f[key])}")
     for key in ("reason", "error"):
         if f.get(key):
             parts.append(f"{key}={str(f[key])[:120]!r}")
-    return f"{record.seq:>6} {record.ts} {record.kind:<18} {' '.join(parts)}"
+    return f"{record.seq:>6} {record.ts} {escape_controls(record.kind):<18} {' '.join(parts)}"
 
 
 def cmd_audit_tail(args: argparse.Namespace) -> int:
