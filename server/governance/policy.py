@@ -26,6 +26,10 @@ restrictive rule might have caught slips through), and an `allow` rule simply do
 When the catalog declares which facts a tool resolves (`ToolInfo.facts`), a rule applies only to
 the tools that resolve every fact its conditions use, so `tools: ["*"]` with a `group_name`
 condition concerns only the group tools.
+
+Resources and prompts are read through the same rules: `resources:` and `prompts:` list their names
+(or globs, `"*"` for all) beside or instead of `tools:`, and `decide_read` answers allow or deny with the
+same precedence and the same default deny. Such a rule cannot require approval or carry conditions.
 """
 
 from __future__ import annotations
@@ -43,12 +47,14 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from server.governance import safe_yaml
 from server.governance.canonical import canonical_json, sha256_hex
 
 __all__ = [
     "CONDITION_FACTS",
     "DEFAULT_AUDIT_PATH",
     "DEFAULT_CATALOG",
+    "DEFAULT_READABLES",
     "CallFacts",
     "Decision",
     "Effect",
@@ -57,6 +63,7 @@ __all__ = [
     "Principal",
     "ToolInfo",
     "decide",
+    "decide_read",
     "default_policy_path",
     "hash_token",
     "load_policy",
@@ -116,6 +123,15 @@ DEFAULT_CATALOG: Mapping[str, ToolInfo] = MappingProxyType(
         "add_user_to_group": ToolInfo(
             is_write=True, facts=frozenset({"group_name", "target_user_site_role"})
         ),
+    }
+)
+
+
+# What resources and prompts the server offers, by name (server/resources.py registers exactly these).
+DEFAULT_READABLES: Mapping[str, frozenset[str]] = MappingProxyType(
+    {
+        "resource": frozenset({"site_summary", "policy"}),
+        "prompt": frozenset({"audit_project_ownership", "why_cannot_user_access", "failed_refreshes"}),
     }
 )
 
@@ -307,7 +323,9 @@ class ConditionSpec(_Strict):
 class RuleSpec(_Strict):
     id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")]
     description: str = ""
-    tools: StrList
+    tools: StrList = []
+    resources: StrList = []
+    prompts: StrList = []
     principals: StrList = []
     roles: StrList = []
     effect: Literal["allow", "deny", "require_approval"]
@@ -459,6 +477,11 @@ class CompiledRule:
     conditions: tuple[Condition, ...]
     exceptions: tuple[Condition, ...] = ()
     line: int | None = None
+    resources: frozenset[str] = frozenset()
+    prompts: frozenset[str] = frozenset()
+
+    def names_readable(self, kind: str, name: str) -> bool:
+        return name in (self.resources if kind == "resource" else self.prompts)
 
     def applies_to(self, principal: Principal) -> bool:
         return self.any_principal or principal.name in self.principals or bool(self.roles & principal.roles)
@@ -623,6 +646,8 @@ class Policy:
                     "id": r.id,
                     "effect": r.effect,
                     "tools": sorted(r.tools),
+                    "resources": sorted(r.resources),
+                    "prompts": sorted(r.prompts),
                     "principals": ["*"] if r.any_principal else sorted(r.principals),
                     "roles": sorted(r.roles),
                     "when": {c.fact: list(c.patterns) for c in r.conditions},
@@ -727,6 +752,30 @@ def decide(
     )
 
 
+def decide_read(policy: Policy, principal: Principal, kind: str, name: str) -> Decision:
+    """May `principal` read resource `name` (kind "resource") or get prompt `name` (kind "prompt")? Pure.
+
+    deny > allow; no rule naming it for the principal = deny. Read-only mode does not concern reads.
+    """
+    if kind not in DEFAULT_READABLES or name not in DEFAULT_READABLES[kind]:
+        return Decision("deny", None, None, f"unknown {kind} '{name}'")
+    rules = [r for r in policy.rules if r.names_readable(kind, name) and r.applies_to(principal)]
+    trace = tuple(f"rule '{r.id}' ({r.effect}): names {kind} '{name}'" for r in rules)
+    for effect in ("deny", "allow"):
+        rule = next((r for r in rules if r.effect == effect), None)
+        if rule is not None:
+            verb = "denied" if effect == "deny" else "allowed"
+            return Decision(effect, rule.id, rule.description or None, f"{verb} by rule '{rule.id}'", trace=trace)
+    return Decision(
+        "deny", None, None, f"no rule lets principal '{principal.name}' read {kind} '{name}' (default deny)", trace=trace
+    )
+
+
+def readable(policy: Policy, principal: Principal, kind: str) -> set[str]:
+    """The resources or prompts to list for `principal`: those `decide_read` allows."""
+    return {name for name in DEFAULT_READABLES[kind] if decide_read(policy, principal, kind, name).allowed}
+
+
 def visible_tools(policy: Policy, principal: Principal) -> set[str]:
     """Tools to list for `principal`: those some allow or require_approval rule could grant, minus write
     tools in read-only mode and tools an unconditional deny rule always refuses. `decide` still checks
@@ -780,12 +829,13 @@ def parse_policy(
 
 def _parse_yaml(text: str, name: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node, data = safe_yaml.compose(text)  # bounded aliases, no Python tags
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        kind = "refused YAML" if isinstance(exc, safe_yaml.UnsafeYaml) else "YAML syntax error"
         raise PolicyError(
-            [Problem(name, mark.line + 1 if mark else None, f"YAML syntax error: {problem}")]
+            [Problem(name, mark.line + 1 if mark else None, f"{kind}: {problem}")]
         ) from None
     if node is None:
         raise PolicyError([Problem(name, None, "the file is empty (start from the shipped policies.yaml)")])
@@ -794,7 +844,6 @@ def _parse_yaml(text: str, name: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
     _index_lines(node, (), lines, problems, name)
     if problems:
         raise PolicyError(problems)
-    data = yaml.safe_load(text)
     if not isinstance(data, dict):
         raise PolicyError(
             [Problem(name, 1, "the top level must be a mapping of keys (version:, mode:, rules:, ...)")]
@@ -1064,10 +1113,6 @@ class _Compiler:
 
     def _select_tools(self, loc: tuple[Any, ...], patterns: list[str]) -> set[str]:
         selected: set[str] = set()
-        if not patterns:
-            self.problem(
-                loc, "a rule must name at least one tool (a name, a glob like 'list_*', '@read' or '@write')"
-            )
         for i, pattern in enumerate(patterns):
             here = loc + (i,)
             if pattern.startswith("@"):
@@ -1151,7 +1196,20 @@ class _Compiler:
         before = len(self.problems)
         if any(r.id == rule.id for r in self.spec.rules[:index]):
             self.problem(loc + ("id",), f"duplicate rule id '{rule.id}'")
+        if not (rule.tools or rule.resources or rule.prompts):
+            self.problem(
+                loc + ("tools",),
+                "a rule must name at least one tool (a name, a glob like 'list_*', '@read' or '@write'), "
+                "resource or prompt",
+            )
         tools = self._select_tools(loc + ("tools",), rule.tools)
+        readables = {kind: self._select_readables(loc, kind, getattr(rule, kind + "s")) for kind in DEFAULT_READABLES}
+        if (rule.resources or rule.prompts) and rule.effect == "require_approval":
+            self.problem(loc + ("effect",), "reading a resource or prompt cannot wait for approval: use allow or deny")
+        if (rule.resources or rule.prompts) and (rule.when or rule.unless):
+            self.problem(
+                loc, "when/unless concern tool calls only: name resources and prompts in a rule without conditions"
+            )
         any_principal = "*" in rule.principals
         principals = self._check_principals(
             loc + ("principals",), [p for p in rule.principals if p != "*"], principal_roles
@@ -1191,7 +1249,27 @@ class _Compiler:
             conditions=conditions,
             exceptions=exceptions,
             line=_line(self.lines, loc),
+            resources=frozenset(readables["resource"]),
+            prompts=frozenset(readables["prompt"]),
         )
+
+    def _select_readables(self, loc: tuple[Any, ...], kind: str, patterns: list[str]) -> set[str]:
+        """Resource or prompt names (or globs over them) from a rule's `resources:` / `prompts:`."""
+        known = DEFAULT_READABLES[kind]
+        selected: set[str] = set()
+        for i, pattern in enumerate(patterns):
+            here = loc + (kind + "s", i)
+            try:
+                regex = compile_name_glob(pattern, ignore_case=False)
+            except GlobError as exc:
+                self.problem(here, f"bad {kind} pattern '{pattern}': {exc}")
+                continue
+            hits = {name for name in known if regex.fullmatch(name)}
+            if not hits:
+                hint = _suggest(pattern, known) or f" (known {kind}s: {', '.join(sorted(known))})"
+                self.problem(here, f"unknown {kind} '{pattern}'{hint}")
+            selected |= hits
+        return selected
 
     def _approvers(
         self, principal_roles: Mapping[str, frozenset[str]], rules: tuple[CompiledRule, ...]
