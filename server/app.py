@@ -111,6 +111,8 @@ def build_server(
             annotations=spec.annotations,
             structured_output=True,
         )
+    for route in pipeline.admin_routes():  # HTTP mode: the admin API shares the listener, under /admin/
+        mcp.custom_route(route.path, methods=sorted(route.methods - {"HEAD"}), include_in_schema=False)(route.endpoint)
     from server.resources import register_resources_and_prompts
 
     register_resources_and_prompts(mcp, pipeline)

@@ -111,7 +111,7 @@ class Governance:
     def load(cls, policy_path: Path, *, transport: str = "stdio", no_auth: bool = False, host: str = "127.0.0.1") -> Policy:
         """Load the policy and check it fits the transport. Raises PolicyError with what to fix."""
         policy = load_policy(policy_path, tool_catalog())
-        if transport == "http" and not no_auth and not policy.tokens:
+        if transport == "http" and not no_auth and not policy.tokens_for("mcp"):
             raise PolicyError(
                 f"{policy_path}: streamable HTTP requires bearer tokens, and the policy defines none under "
                 "http.tokens. Add one with `tableau-steward policy hash-token --principal NAME --role ROLE "
@@ -259,7 +259,8 @@ class Governance:
     # -- approvals ------------------------------------------------------------------------------
 
     def create_approval(self, principal: str, spec: ToolSpec, arguments: dict[str, Any], preview: str,
-                        *, call_id: str) -> ApprovalRequest:
+                        *, call_id: str, targets: list[dict[str, Any]], site: dict[str, Any]) -> ApprovalRequest:
+        """A request bound to the resolved targets and the site (or the requester's identical live one)."""
         return self.approvals.create(
             spec.name,
             arguments,
@@ -269,21 +270,47 @@ class Governance:
             required_approvals=self.policy.required_approvals,
             call_id=call_id,
             policy_hash=self.policy.hash,
+            targets=targets,
+            site=site,
+            target_args=spec.target_args,
         )
 
-    def approved_requests(self, request_id: str | None = None) -> list[ApprovalRequest]:
+    def approved_requests(self, request_id: str | None, site: dict[str, Any]) -> list[ApprovalRequest]:
+        """Approved requests to run: the one asked for, or every one made on this server's site (a request
+        of another site is left to its server; asked for by id here, the claim refuses it)."""
         if request_id is not None:
             request = self.approvals.get(request_id)
             return [request] if request is not None and request.status == "approved" else []
-        return self.approvals.list(status="approved")
+        return [r for r in self.approvals.list(status="approved") if r.site == site]
 
-    def claim(self, request: ApprovalRequest) -> ApprovalRequest | None:
-        """Atomically take an approved request to run; None when another process got it first."""
+    def claim(self, request: ApprovalRequest, site: dict[str, Any]) -> ApprovalRequest | None:
+        """Verify and atomically take an approved request to run; None when refused (audited by the store:
+        tampering, another site, not enough approvers under the policy now) or another process got it."""
         try:
-            return self.approvals.claim_for_execution(request.id, request.tool, request.args_digest)
+            return self.approvals.claim_for_execution(
+                request.id, request.tool, request.args_digest, policy=self.policy, site=site
+            )
         except ApprovalError as exc:
-            log.info("not running %s: %s", request.id, exc)
+            log.log(logging.WARNING if exc.code in ("tampered", "other_site") else logging.INFO,
+                    "not running %s: %s", request.id, exc)
             return None
+
+    # -- deciding (the admin API: the principal comes from an admin token, never from a name) --------------
+
+    def is_approver(self, principal: str) -> bool:
+        return self.policy.is_approver(principal)
+
+    def list_requests(self, status: str | None) -> list[ApprovalRequest]:
+        return self.approvals.list(status)
+
+    def admin_principal(self, token: str) -> str | None:
+        principal = self.policy.principal_for_token(token, audience="admin")
+        return principal.name if principal is not None else None
+
+    def decide_request(self, approver: str, request_id: str, *, approve: bool, reason: str | None) -> ApprovalRequest:
+        if approve:
+            return self.approvals.approve(request_id, approver, reason, self.policy)
+        return self.approvals.deny(request_id, approver, reason or "", self.policy)
 
     def finish_approval(self, request_id: str, *, ok: bool, result: str) -> None:
         self.approvals.record_result(request_id, ok, result)
@@ -302,8 +329,9 @@ class Governance:
             "failed": "Approved, but running it failed; `result` says why.",
             "denied": "An approver denied it; nothing was changed.",
             "expired": "It expired before it was approved or run; nothing was changed. Ask again if still needed.",
+            "refused": "The server refused to run it (`result` says why); nothing was changed.",
         }
         view["message"] = messages.get(status, status)
-        view.pop("args_digest", None)
-        view.pop("required_approvals", None)
+        for internal in ("args_digest", "required_approvals", "site", "integrity"):
+            view.pop(internal, None)
         return view

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,6 +23,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent
 from pydantic import BaseModel, Field, create_model
 
+from server.governance import admin_api
 from server.governed import AuditUnavailable, Governance
 from server.tableau.errors import TableauError
 from server.toolkit import Progress, ToolContext, ToolFailure, ToolSpec
@@ -81,9 +82,34 @@ class CallPipeline:
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(self._run_approved_requests_forever)
             try:
-                yield
+                async with self._admin_api(services.governance):
+                    yield
             finally:
                 tasks.cancel_scope.cancel()
+
+    def admin_routes(self) -> list[Any]:
+        """The admin API's routes (server/governance/admin_api.py), answering once the services are up."""
+        return admin_api.admin_routes(lambda: self.services.governance if self.services else None)
+
+    @asynccontextmanager
+    async def _admin_api(self, governance: Governance) -> AsyncIterator[None]:
+        """Where approvers decide: on the HTTP listener under /admin/, or (stdio) on a loopback port of its
+        own; either way written into the discovery file next to the store for `tableau-steward approvals`."""
+        discovery = admin_api.discovery_path(governance.policy.audit_path)
+        if governance.transport == "http":
+            host = "127.0.0.1" if governance.host in ("0.0.0.0", "localhost") else governance.host
+            host = f"[{host}]" if ":" in host else host
+            url = f"http://{host}:{governance.port}{admin_api.PREFIX}"
+            listening: Any = _nothing(url)
+        else:
+            listening = admin_api.loopback_listener(self.admin_routes())
+        async with listening as url:
+            admin_api.write_discovery(discovery, url)
+            log.info("admin API for approvals at %s (written to %s)", url, discovery)
+            try:
+                yield
+            finally:
+                admin_api.remove_discovery(discovery, url)
 
     @property
     def live(self) -> Services:
@@ -183,14 +209,21 @@ class CallPipeline:
             raise _Denied(f"Not allowed by policy: {decision.reason}. Ask an administrator if this is needed.")
         if decision.effect == "require_approval":
             preview = await spec.preview(ctx, args) if spec.preview else f"Run {spec.name}."
-            request = await _stored(governance.create_approval, ctx.principal, spec, arguments, preview, call_id=ctx.call_id)
+            targets = await spec.targets(ctx, args) if spec.targets else []
+            request = await _stored(
+                governance.create_approval, ctx.principal, spec, arguments, preview, call_id=ctx.call_id,
+                targets=targets, site=self.live.tableau.site_identity.model_dump(),
+            )
+            again = request.call_id != ctx.call_id
             pending = PendingApproval(
                 request_id=request.id,
-                preview=preview,
+                preview=request.preview,
                 expires_at=request.expires_at,
                 message=(
-                    f"This change needs an administrator's approval ({decision.reason}). Request {request.id} is "
-                    "pending; an approver decides with `tableau-steward approvals approve`. Check its status and "
+                    f"This change needs an administrator's approval ({decision.reason}). "
+                    + (f"The same change is already pending as request {request.id}; no new request was made. "
+                       if again else f"Request {request.id} is pending; ")
+                    + "an approver decides with `tableau-steward approvals approve`. Check its status and "
                     "result with get_request."
                 ),
             )
@@ -201,14 +234,15 @@ class CallPipeline:
     # -- approved requests -----------------------------------------------------------------------
 
     async def run_approved(self, request_id: str | None = None) -> int:
-        """Claim and run approved requests (exactly once across processes); returns how many ran."""
+        """Verify, claim and run approved requests (exactly once across processes); returns how many ran."""
         services = self.services
         if services is None:
             return 0
+        site = services.tableau.site_identity.model_dump()
         ran = 0
-        for request in await _stored(services.governance.approved_requests, request_id):
+        for request in await _stored(services.governance.approved_requests, request_id, site):
             spec = self.specs.get(request.tool)
-            claimed = await _stored(services.governance.claim, request) if spec else None
+            claimed = await _stored(services.governance.claim, request, site) if spec else None
             if claimed is None:
                 continue
             ran += 1
@@ -216,20 +250,30 @@ class CallPipeline:
         return ran
 
     async def _execute_claimed(self, spec: ToolSpec, request: Any) -> None:
+        """Run a verified request on its recorded targets, loaded by id, after checking the policy again on
+        their current facts; a target renamed or moved since the approval is said so in the result."""
         governance = self.live.governance
         call_id = "call_" + secrets.token_hex(8)
         started = time.monotonic()
-        ctx = ToolContext(tableau=self.live.tableau, principal=request.requester, call_id=call_id, approvals=governance)
+        bound = {t["role"]: t["id"] for t in request.targets} if spec.targets else None
+        ctx = ToolContext(
+            tableau=self.live.tableau, principal=request.requester, call_id=call_id, approvals=governance, bound=bound
+        )
         async with self.live.tableau.operation(call_id):
             try:
                 await _stored(
                     governance.record_intent, call_id, request.requester, spec, request.arguments, approval_id=request.id
                 )
                 args = spec.input_model.model_validate(request.arguments)
+                self.live.tableau.invalidate_caches()  # the targets' facts as they are now, not as cached before
+                changed = describe_changes(request.targets, await spec.targets(ctx, args)) if spec.targets else ""
                 facts = await spec.facts(ctx, args) if spec.facts else {}
                 decision = await _stored(governance.decide, request.requester, spec, request.arguments, facts, call_id=call_id)
                 if decision.effect == "deny":
-                    raise _Denied(f"the policy now denies this call: {decision.reason}")
+                    raise _Denied(
+                        f"Refused: {changed + ' ' if changed else ''}The policy now denies this call "
+                        f"({decision.reason}); nothing was changed."
+                    )
                 output = await spec.run(ctx, args)
             except (ToolFailure, TableauError, _Denied) as exc:
                 await _stored(governance.finish_approval, request.id, ok=False, result=str(exc))
@@ -245,7 +289,10 @@ class CallPipeline:
                     approval_id=request.id,
                 )
                 return
-            await _stored(governance.finish_approval, request.id, ok=True, result=output.model_dump_json())
+            result = output.model_dump_json()
+            if changed:
+                result = f"{changed} The policy still allows it, so the approved id was acted on. Result: {result}"
+            await _stored(governance.finish_approval, request.id, ok=True, result=result)
             await _stored(
                 governance.record_outcome, call_id, spec, "ok", started, summary=_summary(output), approval_id=request.id
             )
@@ -257,6 +304,40 @@ class CallPipeline:
             except Exception:
                 log.exception("running approved requests failed; will try again")
             await anyio.sleep(APPROVAL_POLL_SECONDS)
+
+
+@asynccontextmanager
+async def _nothing(value: T) -> AsyncIterator[T]:
+    yield value
+
+
+def describe_changes(recorded: Sequence[Mapping[str, Any]], current: Sequence[Mapping[str, Any]]) -> str:
+    """What changed in the targets between the approval and now, in words ('' when nothing did)."""
+    now = {t["role"]: t for t in current}
+    changes = []
+    for then in recorded:
+        target = now.get(then["role"], {})
+        moved = [
+            f"{fact.replace('_', ' ')} '{then[fact]}' is now '{target.get(fact)}'"
+            for fact in sorted(then)
+            if fact not in ("role", "kind", "id") and target.get(fact) != then[fact]
+        ]
+        if moved:
+            changes.append(f"the {then['kind']} {then['id']} changed since the approval ({'; '.join(moved)})")
+    if not changes:
+        return ""
+    text = "; ".join(changes)
+    return text[0].upper() + text[1:] + "."
+
+
+READABLE_LISTS = {"resources/list": ("resource", "resources"), "prompts/list": ("prompt", "prompts")}
+
+
+def _unaudited(exc: AuditUnavailable) -> str:
+    return (
+        f"Refused: the audit log cannot be written ({exc.public_reason}), and nothing runs unaudited. "
+        "Ask the administrator to check the audit store."
+    )
 
 
 async def _stored(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -65,6 +65,7 @@ from .records import (
     ProjectTree,
     RefreshStarted,
     ServerInfo,
+    SiteIdentity,
     UserRecord,
 )
 from .transport import OPERATION_ID, Observer, Transport
@@ -496,6 +497,16 @@ class TableauClient:
     @property
     def api_version(self) -> str:
         return self._tsc().version
+
+    @property
+    def site_identity(self) -> SiteIdentity:
+        """The server and site this client signed in to (no request: the site id comes from sign-in)."""
+        server = self._tsc()
+        return SiteIdentity(
+            server_url=self.settings.server_url.rstrip("/"),
+            content_url=self.settings.site_id or "",
+            site_id=str(server.site_id or ""),
+        )
 
     # -- operations and observers ----------------------------------------------------------
 
