@@ -20,6 +20,7 @@ from server.governance import (
     ApprovalError,
     ApprovalRequest,
     ApprovalStore,
+    AuditKeyError,
     AuditLog,
     AuditUnavailable,
     CallFacts,
@@ -32,9 +33,11 @@ from server.governance import (
     load_policy,
     visible_tools,
 )
+from server.governance.keys import SigningKey, SigningKeyError, load_signing_key
+from server.governance.policy import decide_read, readable
 from server.toolkit import ToolSpec
 
-__all__ = ["AuditUnavailable", "Governance", "PolicyError"]
+__all__ = ["AuditUnavailable", "Governance", "PolicyError", "signing_key_for"]
 
 log = logging.getLogger(__name__)
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -53,6 +56,15 @@ def _facts_of(spec: ToolSpec) -> frozenset[str]:
         "add_user_to_group": {"group_name", "target_user_site_role"},
     }
     return frozenset(declared.get(spec.name, set()))
+
+
+def signing_key_for(policy: Policy) -> SigningKey:
+    """The server's signing key for the policy's store ($STEWARD_SIGNING_KEY or the key file, created on first
+    start). A key problem is an AuditKeyError: the server does not start, and says what to do."""
+    try:
+        return load_signing_key(policy.audit_path)
+    except SigningKeyError as exc:
+        raise AuditKeyError(str(exc), "the signing key is missing or unusable") from None
 
 
 class PolicyTokenVerifier:
@@ -104,6 +116,7 @@ class Governance:
         self.no_auth = no_auth
         self.host = host
         self.port = port
+        self._observed: set[int] = set()  # ids of the Tableau clients whose requests are audited
 
     # -- construction -------------------------------------------------------------------------
 
@@ -129,10 +142,19 @@ class Governance:
 
     @classmethod
     def open(cls, policy_path: Path, *, transport: str = "stdio", no_auth: bool = False,
-             host: str = "127.0.0.1", port: int = 8765) -> Governance:
+             host: str = "127.0.0.1", port: int = 8765, key: SigningKey | None = None) -> Governance:
+        """Load the policy, open the store sealed with the signing key (`key`, else `signing_key_for`), and
+        record `policy.loaded`. Raises PolicyError or AuditUnavailable (AuditKeyError) saying what to fix."""
         policy = cls.load(policy_path, transport=transport, no_auth=no_auth, host=host)
-        audit = AuditLog.open(policy.audit_path, synchronous=policy.audit_synchronous, redact=policy.redact_names)
-        return cls(policy, audit, ApprovalStore(audit), transport=transport, no_auth=no_auth, host=host, port=port)
+        audit = AuditLog.open(policy.audit_path, key=key or signing_key_for(policy),
+                              synchronous=policy.audit_synchronous, redact=policy.redact_names)
+        governance = cls(policy, audit, ApprovalStore(audit), transport=transport, no_auth=no_auth, host=host, port=port)
+        try:
+            governance.record_policy_loaded("start")
+        except BaseException:
+            audit.close()
+            raise
+        return governance
 
     def close(self) -> None:
         self.audit.close()
@@ -164,6 +186,35 @@ class Governance:
 
     def visible_tools(self, principal: str | None) -> set[str]:
         return set() if principal is None else visible_tools(self.policy, self._principal(principal))
+
+    def readable(self, principal: str | None, kind: str) -> set[str]:
+        """The resources (kind "resource") or prompts ("prompt") `principal` may read: what to list."""
+        return set() if principal is None else readable(self.policy, self._principal(principal), kind)
+
+    def decide_read(self, principal: str | None, kind: str, name: str, *, call_id: str) -> Decision:
+        """The policy's answer for reading a resource or getting a prompt, on record as a decision."""
+        if principal is None:
+            decision = Decision("deny", None, None, "nobody is signed in")
+        else:
+            decision = decide_read(self.policy, self._principal(principal), kind, name)
+        self.audit.append(
+            "tool_call.decision",
+            call_id=call_id,
+            principal=principal or "(nobody)",
+            tool=f"{kind}:{name}",
+            effect=decision.effect,
+            rule=decision.rule_id,
+            reason=decision.reason,
+            policy_hash=self.policy.hash,
+        )
+        return decision
+
+    def record_read(self, call_id: str, principal: str | None, kind: str, name: str, arguments: dict[str, Any]) -> None:
+        """The intent of a resource read or prompt get, written before anything runs (fail closed)."""
+        self.audit.record_intent(
+            call_id=call_id, principal=principal or "(nobody)", tool=f"{kind}:{name}", arguments=arguments,
+            policy_hash=self.policy.hash, effect="read",
+        )
 
     def decide(self, principal: str, spec: ToolSpec, arguments: dict[str, Any], facts: dict[str, Any],
                *, call_id: str) -> Decision:
@@ -234,12 +285,14 @@ class Governance:
             effect=spec.effect,
         )
 
-    def record_outcome(self, call_id: str, spec: ToolSpec, status: str, started: float, *,
+    def record_outcome(self, call_id: str, spec: ToolSpec | str, status: str, started: float, *,
                        summary: str | None = None, error: str | None = None, approval_id: str | None = None) -> None:
+        """`spec` is the tool, or the name a read was recorded under ('resource:site_summary')."""
+        name = spec if isinstance(spec, str) else spec.name
         try:
             self.audit.record_outcome(
                 call_id=call_id,
-                tool=spec.name,
+                tool=name,
                 status=status,
                 duration_ms=(time.monotonic() - started) * 1000,
                 summary=summary,
@@ -248,13 +301,40 @@ class Governance:
             )
         except AuditUnavailable:
             # The intent is on record; an outcome that cannot be written must not hide the result.
-            log.error("could not write the outcome record of %s (call %s)", spec.name, call_id)
+            log.error("could not write the outcome record of %s (call %s)", name, call_id)
 
     def record_tableau_request(self, event: Any) -> None:
         try:
             self.audit.record_tableau_request(event)
         except AuditUnavailable:
             log.error("could not audit a Tableau request (%s %s)", event.method, event.path)
+
+    def observe(self, tableau: Any) -> None:
+        """Audit every request `tableau` makes. Call it before the client connects, so the sign-in and
+        serverInfo requests are on record too; observing the same client again changes nothing."""
+        if id(tableau) not in self._observed:
+            self._observed.add(id(tableau))
+            tableau.add_observer(self.record_tableau_request)
+
+    def record_policy_loaded(self, reason: str) -> None:
+        """`policy.loaded` with the hash of the policy now in force (at start; call again after a reload)."""
+        self.audit.append(
+            "policy.loaded",
+            policy_hash=self.policy.hash,
+            source=str(self.policy.source) if self.policy.source else None,
+            mode=self.policy.mode,
+            reason=reason,
+            key_id=self.audit.key.key_id,
+        )
+
+    def record_refusal(self, principal: str | None, tool: str, reason: str) -> None:
+        """`tool_call.refused`: a call answered before the call path (a hidden or unknown tool, bad arguments).
+        A refusal that cannot be recorded still refuses."""
+        try:
+            self.audit.append("tool_call.refused", principal=principal, tool=tool, reason=reason,
+                              policy_hash=self.policy.hash)
+        except AuditUnavailable:
+            log.error("could not audit the refusal of %s for %s", tool, principal)
 
     # -- approvals ------------------------------------------------------------------------------
 

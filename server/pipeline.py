@@ -20,10 +20,12 @@ import anyio
 import anyio.to_thread
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.types import CallToolResult, TextContent
+from mcp.shared.exceptions import MCPError
+from mcp.types import INTERNAL_ERROR, INVALID_REQUEST, CallToolResult, TextContent
 from pydantic import BaseModel, Field, create_model
 
 from server.governance import admin_api
+from server.governance.display import escape_controls
 from server.governed import AuditUnavailable, Governance
 from server.tableau.errors import TableauError
 from server.toolkit import Progress, ToolContext, ToolFailure, ToolSpec
@@ -78,7 +80,7 @@ class CallPipeline:
     @asynccontextmanager
     async def attached(self, services: Services) -> AsyncIterator[None]:
         self.services = services
-        services.tableau.add_observer(services.governance.record_tableau_request)
+        services.governance.observe(services.tableau)  # a no-op when the services factory already did it
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(self._run_approved_requests_forever)
             try:
@@ -128,11 +130,16 @@ class CallPipeline:
             params = ctx.params if isinstance(ctx.params, dict) else {}
             name = params.get("name")
             governance = self.services.governance
-            if isinstance(name, str) and name in self.specs and name not in governance.visible_tools(
-                governance.current_principal()
-            ):
-                return CallToolResult(content=[TextContent(type="text", text=f"Unknown tool: {name}")], is_error=True)
+            principal = governance.current_principal()
+            if isinstance(name, str) and name not in governance.visible_tools(principal):
+                hidden = name in self.specs
+                reason = "hidden by the policy (answered as an unknown tool)" if hidden else "no such tool"
+                await _stored(governance.record_refusal, principal, name[:200], reason)
+                if hidden:
+                    return CallToolResult(content=[TextContent(type="text", text=f"Unknown tool: {name}")], is_error=True)
         result = await call_next(ctx)
+        if method in READABLE_LISTS and self.services is not None:
+            return self._filter_readables(method, result)
         if method != "tools/list" or self.services is None:
             return result
         visible = self.services.governance.visible_tools(self.services.governance.current_principal())
@@ -142,6 +149,52 @@ class CallPipeline:
             result["tools"] = [t for t in result["tools"] if t.get("name") in visible]
         return result
 
+    def _filter_readables(self, method: str, result: Any) -> Any:
+        """resources/list and prompts/list show only what the policy lets the caller read."""
+        kind, key = READABLE_LISTS[method]
+        governance = self.live.governance
+        allowed = governance.readable(governance.current_principal(), kind)
+        if isinstance(result, BaseModel):
+            setattr(result, key, [r for r in getattr(result, key) if r.name in allowed])
+        elif isinstance(result, dict) and key in result:
+            result[key] = [r for r in result[key] if r.get("name") in allowed]
+        return result
+
+    async def governed_read(self, kind: str, name: str, arguments: dict[str, Any], produce: Callable[[], Any]) -> Any:
+        """A resource read (kind "resource") or prompt get ("prompt") on the tools' path: the intent on record
+        before anything runs, the policy's decision, the Tableau requests tagged with the read's id, the outcome."""
+        services = self.live
+        governance = services.governance
+        principal = governance.current_principal()
+        call_id = f"{kind}_" + secrets.token_hex(8)
+        label = f"{kind}:{name}"
+        started = time.monotonic()
+        async with services.tableau.operation(call_id):
+            try:
+                await _stored(governance.record_read, call_id, principal, kind, name, arguments)
+            except AuditUnavailable as exc:
+                log.error("refusing %s: audit log unavailable: %s", label, exc)
+                raise MCPError(INTERNAL_ERROR, _unaudited(exc)) from None
+            decision = await _stored(governance.decide_read, principal, kind, name, call_id=call_id)
+            if not decision.allowed:
+                await _stored(governance.record_outcome, call_id, label, "denied", started, error=decision.reason)
+                raise MCPError(
+                    INVALID_REQUEST, f"Not allowed by policy: {decision.reason}. Ask an administrator if this is needed."
+                )
+            try:
+                result = await produce()
+            except TableauError as exc:
+                await _stored(governance.record_outcome, call_id, label, "error", started, error=str(exc))
+                raise MCPError(INTERNAL_ERROR, str(exc)) from None
+            except Exception:
+                log.exception("%s failed unexpectedly (%s)", label, call_id)
+                await _stored(governance.record_outcome, call_id, label, "error", started, error="internal error")
+                raise MCPError(
+                    INTERNAL_ERROR, f"Reading {name} failed unexpectedly; the server log has the details under {call_id}."
+                ) from None
+            await _stored(governance.record_outcome, call_id, label, "ok", started)
+            return result
+
     # -- the call path ---------------------------------------------------------------------------
 
     async def call(self, spec: ToolSpec, args: BaseModel, mcp_ctx: Context) -> BaseModel:
@@ -150,6 +203,7 @@ class CallPipeline:
         principal = governance.current_principal()
         if spec.name not in governance.visible_tools(principal):
             # Denied and unknown tools answer alike, so the listing leaks nothing.
+            await _stored(governance.record_refusal, principal, spec.name, "hidden by the policy")
             raise ToolError(f"Unknown tool: {spec.name}")
         call_id = "call_" + secrets.token_hex(8)
         arguments = args.model_dump(mode="json")
@@ -167,10 +221,7 @@ class CallPipeline:
                 await _stored(governance.record_intent, call_id, principal, spec, arguments)
             except AuditUnavailable as exc:
                 log.error("refusing %s: audit log unavailable: %s", spec.name, exc)
-                raise ToolError(
-                    "Refused: the audit log cannot be written, and no call runs unaudited. "
-                    "Ask the administrator to check the audit store."
-                ) from None
+                raise ToolError(_unaudited(exc)) from None
             try:
                 result = await self._decide_and_run(spec, args, arguments, tool_ctx)
             except ToolFailure as exc:
@@ -208,7 +259,7 @@ class CallPipeline:
         if decision.effect == "deny":
             raise _Denied(f"Not allowed by policy: {decision.reason}. Ask an administrator if this is needed.")
         if decision.effect == "require_approval":
-            preview = await spec.preview(ctx, args) if spec.preview else f"Run {spec.name}."
+            preview = escape_controls(await spec.preview(ctx, args)) if spec.preview else f"Run {spec.name}."
             targets = await spec.targets(ctx, args) if spec.targets else []
             request = await _stored(
                 governance.create_approval, ctx.principal, spec, arguments, preview, call_id=ctx.call_id,

@@ -63,7 +63,9 @@ def _services_factory(settings, args: argparse.Namespace):
             Path(args.policy), transport=args.transport, no_auth=args.no_auth, host=args.host, port=args.port
         )
         try:
-            async with TableauClient(settings) as client:
+            client = TableauClient(settings)
+            governance.observe(client)  # before connecting: the sign-in and serverInfo requests are audited
+            async with client:
                 yield Services(tableau=client, governance=governance)
         finally:
             governance.close()
@@ -79,12 +81,16 @@ def _check_http_binding(args: argparse.Namespace) -> None:
 
 def _serve(settings, args: argparse.Namespace) -> int:
     from server.app import build_server
-    from server.governed import Governance, PolicyError, http_auth_kwargs
+    from server.governance import AuditLog
+    from server.governed import AuditUnavailable, Governance, PolicyError, http_auth_kwargs, signing_key_for
 
     _check_http_binding(args)
     try:
         policy = Governance.load(Path(args.policy), transport=args.transport, no_auth=args.no_auth, host=args.host)
-    except PolicyError as exc:
+        # The key and the store, checked before serving: a missing key or a store sealed with another key
+        # stops the server here with what to do, not in the middle of the MCP handshake.
+        AuditLog.open(policy.audit_path, key=signing_key_for(policy)).close()
+    except (PolicyError, AuditUnavailable) as exc:
         print(f"tableau-steward: {exc}", file=sys.stderr)
         return 2
     auth = http_auth_kwargs(policy, transport=args.transport, no_auth=args.no_auth, host=args.host, port=args.port)

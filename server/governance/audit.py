@@ -64,6 +64,7 @@ RECORD_KINDS: Mapping[str, frozenset[str]] = {
     "tool_call.intent": frozenset({"call_id", "principal", "tool", "arguments", "args_digest"}),
     "tool_call.decision": frozenset({"call_id", "principal", "tool", "effect"}),
     "tool_call.outcome": frozenset({"call_id", "tool", "status"}),
+    "tool_call.refused": frozenset({"principal", "tool", "reason"}),  # answered before the call path
     "tableau_request": frozenset({"method", "path", "status", "duration_ms", "attempt"}),
     "approval.created": frozenset({"approval_id", "tool", "args_digest", "requester"}),
     "approval.approved": frozenset({"approval_id", "approver"}),
