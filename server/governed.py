@@ -53,7 +53,7 @@ def tool_catalog() -> dict[str, ToolInfo]:
 def _facts_of(spec: ToolSpec) -> frozenset[str]:
     declared = {
         "refresh_and_wait": {"project_path", "content_kind"},
-        "add_user_to_group": {"group_name", "target_user_site_role"},
+        "add_user_to_group": {"group_name", "target_user_site_role", "group_minimum_site_role"},
     }
     return frozenset(declared.get(spec.name, set()))
 

@@ -96,7 +96,22 @@ async def add_user_to_group(ctx: ToolContext, args: AddUserToGroupInput) -> AddU
 
 async def add_user_facts(ctx: ToolContext, args: AddUserToGroupInput) -> dict[str, Any]:
     user, group = await _resolve(ctx, args)
-    return {"group_name": group.name, "target_user_site_role": user.site_role, "target_user": user.name}
+    return {
+        "group_name": group.name,
+        "target_user_site_role": user.site_role,
+        "group_minimum_site_role": group.minimum_site_role or "",
+        "target_user": user.name,
+    }
+
+
+def _grant_note(group: Any) -> str:
+    """What membership grants on sign-in, when the group gives a site role (an administrator one above all)."""
+    role = group.minimum_site_role
+    if not role:
+        return ""
+    if role.startswith(("SiteAdministrator", "ServerAdministrator")):
+        return f" WARNING: {group.name} grants {role} on sign-in, so membership makes them a site administrator."
+    return f" {group.name} grants {role} on sign-in."
 
 
 async def add_user_preview(ctx: ToolContext, args: AddUserToGroupInput) -> str:
@@ -105,7 +120,7 @@ async def add_user_preview(ctx: ToolContext, args: AddUserToGroupInput) -> str:
     who = f"{user.full_name or user.name} <{user.name}> ({user.site_role})"
     if member:
         return f"{who} is already in {group.name} ({count} members); approving changes nothing."
-    return f"{who} is not in {group.name} ({count} members); approving adds them."
+    return f"{who} is not in {group.name} ({count} members); approving adds them.{_grant_note(group)}"
 
 
 ADD_USER_TO_GROUP = ToolSpec(

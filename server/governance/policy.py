@@ -19,6 +19,8 @@ Facts and the conditions that need them (`when:` keys of a rule):
     group_name              group_name                 the target group's name, 'Administrators'
     content_kind            content_kind               'workbook', 'datasource', 'flow', 'view' or 'project'
     target_user_site_role   target_user_site_role      the target user's site role, 'Creator', 'Viewer', ...
+    group_minimum_site_role group_minimum_site_role    the site role the target group grants on sign-in
+                                                       (Tableau's grant-license mode), '' when it grants none
 
 A rule whose condition needs a fact the tool did not resolve (the field is None) fails closed: a
 `deny` or `require_approval` rule in that state turns the decision into a deny (nothing that a
@@ -89,7 +91,15 @@ SITE_ROLES: tuple[str, ...] = (
     "ReadOnly",
 )
 CONTENT_KINDS: tuple[str, ...] = ("workbook", "datasource", "flow", "view", "project")
-CONDITION_FACTS: tuple[str, ...] = ("project_path", "group_name", "content_kind", "target_user_site_role")
+CONDITION_FACTS: tuple[str, ...] = (
+    "project_path",
+    "group_name",
+    "content_kind",
+    "target_user_site_role",
+    "group_minimum_site_role",
+)
+# The facts whose patterns must match a Tableau site role.
+_SITE_ROLE_FACTS = frozenset({"target_user_site_role", "group_minimum_site_role"})
 
 
 # -- the tool catalog --------------------------------------------------------------------------------
@@ -121,7 +131,7 @@ DEFAULT_CATALOG: Mapping[str, ToolInfo] = MappingProxyType(
         "get_request": _READ,
         "refresh_and_wait": ToolInfo(is_write=True, facts=frozenset({"project_path", "content_kind"})),
         "add_user_to_group": ToolInfo(
-            is_write=True, facts=frozenset({"group_name", "target_user_site_role"})
+            is_write=True, facts=frozenset({"group_name", "target_user_site_role", "group_minimum_site_role"})
         ),
     }
 )
@@ -161,6 +171,7 @@ class CallFacts:
     group_name: str | None = None
     content_kind: str | None = None
     target_user_site_role: str | None = None
+    group_minimum_site_role: str | None = None
     target_user: str | None = None
     target_name: str | None = None
 
@@ -318,6 +329,7 @@ class ConditionSpec(_Strict):
     group_name: StrList | None = None
     content_kind: StrList | None = None
     target_user_site_role: StrList | None = None
+    group_minimum_site_role: StrList | None = None
 
 
 class RuleSpec(_Strict):
@@ -1186,7 +1198,7 @@ class _Compiler:
                 )
             return re.compile(re.escape(pattern))
         regex = compile_name_glob(pattern, ignore_case=True)
-        if fact == "target_user_site_role" and not any(regex.fullmatch(r) for r in SITE_ROLES):
+        if fact in _SITE_ROLE_FACTS and not any(regex.fullmatch(r) for r in SITE_ROLES):
             hint = _suggest(pattern, SITE_ROLES) or f" (site roles: {', '.join(SITE_ROLES)})"
             raise GlobError(f"matches no Tableau site role{hint}")
         return regex
