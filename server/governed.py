@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from server.governance import (
     visible_tools,
 )
 from server.governance.keys import SigningKey, SigningKeyError, load_signing_key
-from server.governance.policy import decide_read, readable
+from server.governance.policy import TokenSpec, decide_read, readable
 from server.toolkit import ToolSpec
 
 __all__ = ["AuditUnavailable", "Governance", "PolicyError", "signing_key_for"]
@@ -121,9 +122,13 @@ class Governance:
     # -- construction -------------------------------------------------------------------------
 
     @classmethod
-    def load(cls, policy_path: Path, *, transport: str = "stdio", no_auth: bool = False, host: str = "127.0.0.1") -> Policy:
-        """Load the policy and check it fits the transport. Raises PolicyError with what to fix."""
+    def load(cls, policy_path: Path, *, transport: str = "stdio", no_auth: bool = False, host: str = "127.0.0.1",
+             extra_tokens: Sequence[TokenSpec] = ()) -> Policy:
+        """Load the policy and check it fits the transport. Raises PolicyError with what to fix.
+        `extra_tokens` are token entries held outside the file (the demo's one-run admin token)."""
         policy = load_policy(policy_path, tool_catalog())
+        if extra_tokens:
+            policy = policy.with_tokens(extra_tokens)
         if transport == "http" and not no_auth and not policy.tokens_for("mcp"):
             raise PolicyError(
                 f"{policy_path}: streamable HTTP requires bearer tokens, and the policy defines none under "
@@ -142,10 +147,11 @@ class Governance:
 
     @classmethod
     def open(cls, policy_path: Path, *, transport: str = "stdio", no_auth: bool = False,
-             host: str = "127.0.0.1", port: int = 8765, key: SigningKey | None = None) -> Governance:
+             host: str = "127.0.0.1", port: int = 8765, key: SigningKey | None = None,
+             extra_tokens: Sequence[TokenSpec] = ()) -> Governance:
         """Load the policy, open the store sealed with the signing key (`key`, else `signing_key_for`), and
         record `policy.loaded`. Raises PolicyError or AuditUnavailable (AuditKeyError) saying what to fix."""
-        policy = cls.load(policy_path, transport=transport, no_auth=no_auth, host=host)
+        policy = cls.load(policy_path, transport=transport, no_auth=no_auth, host=host, extra_tokens=extra_tokens)
         audit = AuditLog.open(policy.audit_path, key=key or signing_key_for(policy),
                               synchronous=policy.audit_synchronous, redact=policy.redact_names)
         governance = cls(policy, audit, ApprovalStore(audit), transport=transport, no_auth=no_auth, host=host, port=port)
