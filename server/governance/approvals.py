@@ -392,6 +392,25 @@ class ApprovalStore:
             requests = [r for r in (self._load(conn, i) for i in ids) if r is not None]
         return [r for r in requests if status is None or r.status == status]
 
+    def integrity_problems(self) -> builtins.list[tuple[str, tuple[str, ...]]]:
+        """Every stored request whose record or decisions do not match their seals, with what is wrong
+        (`audit verify` reports them). The server never runs such a request."""
+        if self._absent:
+            return []
+        with self.audit._lock, _reading(self.audit):
+            conn = self.audit.conn
+            rows = conn.execute(
+                "SELECT id, status, required_approvals FROM approval_requests ORDER BY created_at, id"
+            ).fetchall()
+            found = []
+            for request_id, status, required in rows:
+                check = self._verify(conn, request_id)
+                problems = list(check.problems)
+                if status in ("approved", "executing", "executed", "failed") and len(check.valid_approvers) < required:
+                    problems.append(f"status {status} with {len(check.valid_approvers)} of {required} sealed approvals")
+                found.append((request_id, tuple(problems)))
+        return [(i, problems) for i, problems in found if problems]
+
     # -- deciding ----------------------------------------------------------------------------------------------
 
     def approve(self, request_id: str, approver: str, reason: str | None, policy: Policy) -> ApprovalRequest:

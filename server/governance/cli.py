@@ -26,7 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from server.governance import approvals_cli
+from server.governance import approvals, approvals_cli
 from server.governance.audit import ANCHOR_PREFIX, AuditLog, AuditRecord, AuditUnavailable
 from server.governance.display import escape_controls
 from server.governance.policy import (
@@ -353,12 +353,18 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     try:
         log = _open_log(args, readonly=True)
         result = log.verify(expect_head=_expected_head(args.expect_head))
+        tampered = approvals.ApprovalStore(log).integrity_problems() if result.ok else []
     except (PolicyError, AuditUnavailable, ValueError) as exc:
         _err(str(exc))
         return 1
-    if result.ok:
+    for request_id, problems in tampered:
+        print(escape_controls(f"TAMPERED approval request {request_id}: {'; '.join(problems)}"))
+    if result.ok and not tampered:
         print(f"OK: {result.reason}; head seq {result.head_seq} hash {result.head_hash}")
         return 0
+    if result.ok:
+        print(f"BROKEN: {len(tampered)} approval request(s) do not match their seals (the server never runs them)")
+        return 1
     print(
         f"BROKEN at record {result.first_bad_seq}: {result.reason} ({result.checked} records verified before it)"
     )

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import sys
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from server import pipeline
@@ -21,6 +23,7 @@ from server.governance import ApprovalStore, AuditLog, args_digest
 from server.governed import Governance, signing_key_for
 from tests.server.conftest import Steward, structured, write_policy
 from tests.server.test_governance_flow import GATED_POLICY, approvals_cli, candidate, membership_posts
+from tests.server.test_transports import REPO
 
 pytestmark = pytest.mark.anyio
 
@@ -95,6 +98,11 @@ async def test_arguments_edited_after_approval_are_refused(gated: Steward) -> No
              (json.dumps(forged), args_digest(forged), request_id))
         view = await assert_refused_and_nothing_changed(client, gated, request_id, user, group, "tampered")
     assert "does not match its seal" in view["result"]
+    verify = await anyio.run_process(
+        [sys.executable, "-m", "server.cli", "audit", "verify", "--policy", str(gated.policy_path)],
+        check=False, cwd=REPO,
+    )
+    assert verify.returncode == 1 and f"TAMPERED approval request {request_id}".encode() in verify.stdout
     admins = next(g for g in gated.state.groups.values() if g.name == "Administrators")
     assert user.id not in admins.member_ids and membership_posts(gated, admins.id) == []
 
