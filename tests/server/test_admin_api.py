@@ -8,8 +8,10 @@ without a valid admin token nothing changes.
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +28,7 @@ from tests.server.conftest import Steward, structured, write_policy
 from tests.server.test_governance_flow import ADMIN_TOKENS, GATED_POLICY, candidate, membership_posts
 from tests.server.test_transports import (
     REPO,
+    START_TIMEOUT,
     HttpServer,
     assert_refused,
     bearer_client,
@@ -157,3 +160,64 @@ async def test_over_stdio_the_cli_finds_the_admin_api_and_the_change_runs_once(
     assert view["status"] == "executed", view
     assert len(membership_posts(steward, group.id)) == 1
     assert not (tmp_path / "audit.admin.json").exists(), "the server removes its discovery file when it stops"
+
+
+def printed_command(stderr_path: Path, proc: subprocess.Popen) -> str:
+    """The approve command line `demo` prints, once it has printed it (bounded wait)."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        for line in stderr_path.read_text().splitlines():
+            if " approvals approve <request id> " in line:
+                return line.strip()
+        if proc.poll() is not None:
+            pytest.fail(f"demo exited early:\n{stderr_path.read_text()[-3000:]}")
+        time.sleep(0.1)
+    pytest.fail("demo never printed the approve command")
+
+
+@contextmanager
+def demo_http(tmp_path: Path) -> Iterator[tuple[int, str]]:
+    """`tableau-steward demo --transport http --no-auth` (what `make demo` runs) on the shipped policy;
+    yields its port and the approve command it printed."""
+    policy = tmp_path / "policies.yaml"
+    policy.write_text((REPO / "policies.yaml").read_text())
+    port = free_port()
+    stderr_path = tmp_path / "stderr.txt"
+    with stderr_path.open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "server.cli", "demo", "--transport", "http", "--no-auth", "--port", str(port),
+             "--policy", str(policy)],
+            cwd=REPO, env=cli_env(), stdout=subprocess.DEVNULL, stderr=err, stdin=subprocess.DEVNULL,
+        )
+        try:
+            wait_for_port(port, proc, stderr_path)
+            yield port, printed_command(stderr_path, proc)
+        finally:
+            stop(proc)
+
+
+async def test_make_demo_prints_an_approver_token_and_the_command_that_approves(tmp_path: Path) -> None:
+    with demo_http(tmp_path) as (port, line):
+        async with bearer_client(f"http://127.0.0.1:{port}/mcp", None) as client:
+            users = structured(await client.call_tool("list_users", {"site_role": "Explorer", "limit": 50}))
+            groups = structured(await client.call_tool("list_groups", {"name": "Marketing"}))["groups"]
+            group = next(g for g in groups if g["name"] == "Marketing")
+            members = structured(await client.call_tool("list_users", {"group": group["id"], "limit": 500}))
+            user = next(u for u in users["users"] if u["id"] not in {m["id"] for m in members["users"]})
+            pending = structured(await client.call_tool("add_user_to_group", {"user": user["name"], "group": group["id"]}))
+            request_id = pending["approval"]["request_id"]
+            # Exactly what was printed, with the request id filled in.
+            assignment, *argv = shlex.split(line.replace("<request id>", request_id))
+            name, _, token = assignment.partition("=")
+            assert name == "STEWARD_ADMIN_TOKEN" and len(token) >= 32
+            approved = await anyio.run_process(argv, env=cli_env(STEWARD_ADMIN_TOKEN=token), check=False,
+                                               cwd=tmp_path, stdin=subprocess.DEVNULL)
+            assert approved.returncode == 0, approved.stderr
+            with anyio.fail_after(30):
+                while (view := structured(await client.call_tool("get_request", {"request_id": request_id})))[
+                    "status"
+                ] in ("approved", "executing"):
+                    await anyio.sleep(0.1)
+            members = structured(await client.call_tool("list_users", {"group": group["id"], "limit": 500}))
+    assert view["status"] == "executed" and view["decisions"][0]["approver"] == "site-admin", view
+    assert user["id"] in {m["id"] for m in members["users"]}
