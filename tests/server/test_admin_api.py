@@ -72,6 +72,17 @@ async def assert_cannot_decide(steward: Steward, request_id: str, token: str | N
     assert result.returncode == 1 and why in result.stderr.decode(), result.stderr.decode()
 
 
+async def settled(client: Client, request_id: str) -> dict:
+    """get_request until the approved request has run (bounded wait); its last view."""
+    with anyio.fail_after(30):
+        while (view := structured(await client.call_tool("get_request", {"request_id": request_id})))["status"] in (
+            "approved",
+            "executing",
+        ):
+            await anyio.sleep(0.1)
+    return view
+
+
 @contextmanager
 def http_server(steward: Steward, tmp_path: Path) -> Iterator[HttpServer]:
     port = free_port()
@@ -118,11 +129,7 @@ async def test_over_http_only_an_approvers_admin_token_decides_and_the_change_ru
             approved = await approvals(steward, "approve", request_id, "--reason", "ticket 4411",
                                        token=ADMIN_TOKENS["site-admin"])
             assert approved.returncode == 0 and b"approved (1 of 1)" in approved.stdout, approved.stderr
-            with anyio.fail_after(30):
-                while (view := structured(await client.call_tool("get_request", {"request_id": request_id})))[
-                    "status"
-                ] in ("approved", "executing"):
-                    await anyio.sleep(0.1)
+            view = await settled(client, request_id)
         shown = await approvals(steward, "show", request_id, token=ADMIN_TOKENS["site-admin"])
     assert view["status"] == "executed", view
     assert view["decisions"][0]["approver"] == "site-admin" and view["decisions"][0]["reason"] == "ticket 4411"
@@ -152,11 +159,7 @@ async def test_over_stdio_the_cli_finds_the_admin_api_and_the_change_runs_once(
 
         approved = await approvals(steward, "approve", request_id, token=ADMIN_TOKENS["site-admin"])
         assert approved.returncode == 0, approved.stderr
-        with anyio.fail_after(30):
-            while (view := structured(await client.call_tool("get_request", {"request_id": request_id})))[
-                "status"
-            ] in ("approved", "executing"):
-                await anyio.sleep(0.1)
+        view = await settled(client, request_id)
     assert view["status"] == "executed", view
     assert len(membership_posts(steward, group.id)) == 1
     assert not (tmp_path / "audit.admin.json").exists(), "the server removes its discovery file when it stops"
@@ -213,11 +216,7 @@ async def test_make_demo_prints_an_approver_token_and_the_command_that_approves(
             approved = await anyio.run_process(argv, env=cli_env(STEWARD_ADMIN_TOKEN=token), check=False,
                                                cwd=tmp_path, stdin=subprocess.DEVNULL)
             assert approved.returncode == 0, approved.stderr
-            with anyio.fail_after(30):
-                while (view := structured(await client.call_tool("get_request", {"request_id": request_id})))[
-                    "status"
-                ] in ("approved", "executing"):
-                    await anyio.sleep(0.1)
+            view = await settled(client, request_id)
             members = structured(await client.call_tool("list_users", {"group": group["id"], "limit": 500}))
     assert view["status"] == "executed" and view["decisions"][0]["approver"] == "site-admin", view
     assert user["id"] in {m["id"] for m in members["users"]}
