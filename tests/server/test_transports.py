@@ -71,6 +71,7 @@ def token_policy(directory: Path, token: str, *, principal: str = "http-reader")
         rules:
           - id: read-tools
             tools: ["@read"]
+            resources: [policy]
             roles: [reader]
             effect: allow
         audit:
