@@ -200,6 +200,7 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
         + (f" roles {sorted(local.roles)}" if local else "")
     )
     print(f"  HTTP token principals: {', '.join(summary['token_principals']) or '(none)'}")
+    print(f"  admin token principals: {', '.join(summary['admin_token_principals']) or '(none: no approver can decide yet)'}")
     print(f"  rules ({len(policy.rules)}):")
     for rule in summary["rules"]:
         who = ", ".join([*(f"role:{r}" for r in rule["roles"]), *rule["principals"]])
