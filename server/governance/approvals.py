@@ -607,6 +607,12 @@ class ApprovalStore:
                 f"{request_id} reads approved, but only {len(check.valid_approvers)} of "
                 f"{row['required_approvals']} sealed approvals exist",
             )
+        if _ran_before(tx, request_id):
+            # Status is not sealed: an executed request set back to 'approved' has valid seals. The keyed,
+            # append-only audit chain remembers that it ran.
+            return ApprovalError(
+                "tampered", f"{request_id} already ran (the audit log records it); its status was set back by hand"
+            )
         counted = [a for a in check.valid_approvers if policy.is_approver(a)]
         required = max(int(row["required_approvals"]), policy.required_approvals)
         if len(counted) < required:
@@ -778,6 +784,17 @@ class ApprovalStore:
             site=_json_or(row["site"], None),
             integrity=check.problems,
         )
+
+
+def _ran_before(tx: _Tx, request_id: str) -> bool:
+    """Whether the audit log holds an `approval.executing` record for this request (a scan of the log:
+    claims are rare, and the log is what write access to the approval tables cannot roll back)."""
+    return bool(
+        tx.conn.execute(
+            "SELECT 1 FROM audit_log WHERE instr(body, ?) > 0 AND instr(body, ?) > 0 LIMIT 1",
+            ('"kind":"approval.executing"', json.dumps({"approval_id": request_id}, separators=(",", ":"))[1:-1]),
+        ).fetchone()
+    )
 
 
 def _audit_key(audit: AuditLog) -> SigningKey | None:

@@ -115,6 +115,20 @@ async def test_a_status_set_by_hand_is_refused(gated: Steward) -> None:
     assert "only 0 of 1 sealed approvals" in view["result"]
 
 
+async def test_an_executed_request_set_back_to_approved_does_not_run_again(gated: Steward) -> None:
+    async with gated.client() as client:
+        request_id, user, group = await request_membership(client, gated)
+        assert await approvals_cli(gated, "approve", request_id) == 0
+        done = structured(await client.call_tool("get_request", {"request_id": request_id}))
+        assert done["status"] == "executed" and len(membership_posts(gated, group.id)) == 1
+        gated.state.groups[group.id].member_ids.discard(user.id)  # so a second run would show
+        edit(gated, "UPDATE approval_requests SET status = 'approved', result = NULL WHERE id = ?", (request_id,))
+        again = structured(await client.call_tool("get_request", {"request_id": request_id}))
+    assert again["status"] == "refused" and "already ran" in again["result"]
+    assert len(membership_posts(gated, group.id)) == 1 and user.id not in gated.state.groups[group.id].member_ids
+    assert [r["code"] for r in refusals(gated, request_id)] == ["tampered"]
+
+
 async def test_an_inserted_decision_row_is_refused(gated: Steward) -> None:
     async with gated.client() as client:
         request_id, user, group = await request_membership(client, gated)
