@@ -216,6 +216,7 @@ class _Check:
     problems: tuple[str, ...]  # broken seals: tampering
     valid_approvers: tuple[str, ...]  # approvers of sealed, approving decisions (not the requester)
     broken_deciders: frozenset[str] = frozenset()  # deciders whose decision row does not match its seal
+    deniers: tuple[str, ...] = ()  # deciders of sealed denials
 
 
 class ApprovalStore:
@@ -599,6 +600,10 @@ class ApprovalStore:
         check = self._verify(tx.conn, request_id)
         if check.problems:
             return ApprovalError("tampered", f"{request_id} fails verification: {'; '.join(check.problems)}")
+        if check.deniers:
+            return ApprovalError(
+                "tampered", f"{request_id} was denied by {', '.join(check.deniers)}; its status was set back by hand"
+            )
         sealed_enough = len(check.valid_approvers) >= int(row["required_approvals"])
         if not sealed_enough:
             # The server sets 'approved' only after enough sealed decisions: this status was set by hand.
@@ -679,6 +684,7 @@ class ApprovalStore:
             return _Check(("no signing key to verify the seals with",), ())
         problems: list[str] = []
         broken: set[str] = set()
+        deniers: list[str] = []
         if not check_seal(self.key, REQUEST_SEAL, _request_payload(row), row["seal"]):
             problems.append("the request does not match its seal (changed or inserted outside the server)")
         elif args_digest(json.loads(row["arguments"])) != row["args_digest"]:
@@ -692,7 +698,9 @@ class ApprovalStore:
                 broken.add(decision["approver"])
             elif decision["decision"] == "approved" and decision["approver"] != row["requester"]:
                 approvers.append(decision["approver"])
-        return _Check(tuple(problems), tuple(dict.fromkeys(approvers)), frozenset(broken))
+            elif decision["decision"] == "denied":
+                deniers.append(decision["approver"])
+        return _Check(tuple(problems), tuple(dict.fromkeys(approvers)), frozenset(broken), tuple(deniers))
 
     def _expire(self, tx: _Tx, request_id: str, now: float) -> None:
         tx.conn.execute(

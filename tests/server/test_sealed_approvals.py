@@ -129,6 +129,16 @@ async def test_an_executed_request_set_back_to_approved_does_not_run_again(gated
     assert [r["code"] for r in refusals(gated, request_id)] == ["tampered"]
 
 
+async def test_a_revoked_approval_set_back_to_approved_does_not_run(gated: Steward) -> None:
+    async with gated.client() as client:
+        request_id, user, group = await request_membership(client, gated)
+        assert await approvals_cli(gated, "approve", request_id) == 0
+        assert await approvals_cli(gated, "deny", request_id, "--reason", "wrong group after all") == 0
+        edit(gated, "UPDATE approval_requests SET status = 'approved' WHERE id = ?", (request_id,))
+        view = await assert_refused_and_nothing_changed(client, gated, request_id, user, group, "tampered")
+    assert "was denied by site-admin" in view["result"]
+
+
 async def test_an_inserted_decision_row_is_refused(gated: Steward) -> None:
     async with gated.client() as client:
         request_id, user, group = await request_membership(client, gated)
