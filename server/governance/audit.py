@@ -302,7 +302,15 @@ class AuditLog:
         self.redactor = Redactor(redact)
         self.busy_timeout = busy_timeout
         self.clock = clock
-        self._key = key if key is not None else _load_key(self.path, readonly=readonly)
+        self._key_problem = ""  # why a reader has no key (shown by `key` when verifying needs one)
+        if key is None:
+            try:
+                key = load_signing_key(self.path, create=not readonly)
+            except SigningKeyError as exc:
+                if not readonly:
+                    raise AuditKeyError(str(exc), "the signing key is missing or unusable") from None
+                self._key_problem = str(exc)  # readers may go without one (tail, export)
+        self._key = key
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
@@ -342,8 +350,8 @@ class AuditLog:
         """The signing key this store is sealed with (approval records are sealed with it too)."""
         if self._key is None:
             raise AuditKeyError(
-                f"no signing key to check {self.path} with: set STEWARD_SIGNING_KEY or STEWARD_SIGNING_KEY_FILE "
-                "to the key the server uses",
+                f"cannot check {self.path} without the server's signing key ({self._key_problem}); set "
+                "STEWARD_SIGNING_KEY or STEWARD_SIGNING_KEY_FILE to the key the server uses",
                 "the signing key is missing",
             )
         return self._key
@@ -816,16 +824,6 @@ def _schema_version(conn: sqlite3.Connection) -> int:
     except sqlite3.OperationalError:  # no steward_meta: a store from before it existed
         return 1
     return int(row[0]) if row and str(row[0]).isdigit() else 1
-
-
-def _load_key(path: Path, *, readonly: bool) -> SigningKey | None:
-    """The server's key, as `load_signing_key` finds it; readers may go without one (tail, export)."""
-    try:
-        return load_signing_key(path, create=not readonly)
-    except SigningKeyError as exc:
-        if readonly:
-            return None
-        raise AuditKeyError(str(exc), "the signing key is missing or unusable") from None
 
 
 def _create_private(path: Path) -> None:

@@ -287,3 +287,15 @@ def test_audit_tail_escapes_control_characters(store_path: Path, capsys: pytest.
     out = capsys.readouterr().out
     assert out.count("\n") == 1 and "\x1b" not in out and "\u202e" not in out
     assert "eve\\n" in out and "\\x1b[2K\\u202e" in out
+
+
+def test_verify_with_a_badly_protected_key_file_says_why(store_path: Path, signing_key_file: Path) -> None:
+    fill(AuditLog.open(store_path), 1)
+    os.chmod(signing_key_file, 0o644)
+    try:
+        with pytest.raises(AuditKeyError, match="readable by others .* chmod 600"):
+            AuditLog.open(store_path, readonly=True).verify()
+        with pytest.raises(AuditKeyError, match="chmod 600"):
+            AuditLog.open(store_path)  # a writer does not start at all
+    finally:
+        os.chmod(signing_key_file, 0o600)
