@@ -24,6 +24,13 @@ from mcp.client.stdio import StdioServerParameters
 
 from emulator.testing import DEMO_PAT
 from server.governance import hash_token
+from server.governance.admin_api import (
+    DiscoveryError,
+    discovery_path,
+    read_discovery,
+    remove_discovery,
+    write_discovery,
+)
 from tests.server.conftest import Steward, structured, write_policy
 from tests.server.test_governance_flow import ADMIN_TOKENS, GATED_POLICY, candidate, membership_posts
 from tests.server.test_transports import (
@@ -220,3 +227,53 @@ async def test_make_demo_prints_an_approver_token_and_the_command_that_approves(
             members = structured(await client.call_tool("list_users", {"group": group["id"], "limit": 500}))
     assert view["status"] == "executed" and view["decisions"][0]["approver"] == "site-admin", view
     assert user["id"] in {m["id"] for m in members["users"]}
+
+
+async def test_the_admin_api_refuses_bad_input_without_recording_a_decision(steward: Steward, tmp_path: Path) -> None:
+    """The in-process server's loopback admin API, found through its discovery file, hit with raw HTTP."""
+    steward.policy_path = write_policy(tmp_path, GATED_POLICY.format(ttl="1h"))
+    user, group = candidate(steward)
+    approver = {"Authorization": f"Bearer {ADMIN_TOKENS['site-admin']}"}
+    async with steward.client() as client, httpx2.AsyncClient() as http:
+        base = read_discovery(discovery_path(tmp_path / "audit.sqlite"))
+        assert base.startswith("http://127.0.0.1:") and base.endswith("/admin")
+        pending = structured(await client.call_tool("add_user_to_group", {"user": user.email, "group": group.name}))
+        request_id = pending["approval"]["request_id"]
+        decide = f"{base}/requests/{request_id}/approve"
+        answers = [
+            await http.post(decide, headers=approver, content=b"not json"),
+            await http.post(decide, headers=approver, json={"reason": "x", "approver": "someone-else"}),
+            await http.post(decide, headers=approver, json={"reason": "x" * 5000}),
+            await http.post(decide, headers=approver, content=b"{" * 20_000),
+            await http.get(f"{base}/requests?status=whatever", headers=approver),
+        ]
+        assert [a.status_code for a in answers] == [400, 400, 400, 413, 400]
+        assert all("error" in a.json() and "Traceback" not in a.text for a in answers)
+        missing = await http.get(f"{base}/requests/apr_nope", headers=approver)
+        whoami = (await http.get(f"{base}/whoami", headers=approver)).json()
+        view = (await http.get(f"{base}/requests/{request_id}", headers=approver)).json()
+    assert missing.status_code == 404 and whoami == {"principal": "site-admin", "approver": True}
+    assert view["status"] == "pending" and view["decisions"] == [] and view["integrity"] == "ok"
+    assert view["targets"] == [
+        {"role": "user", "kind": "user", "id": user.id, "name": user.name, "site_role": user.site_role},
+        {"role": "group", "kind": "group", "id": group.id, "name": group.name},
+    ]
+    assert view["site"]["server_url"] == steward.emulator.url.rstrip("/") and view["site"]["site_id"]
+
+
+def test_a_discovery_file_is_trusted_only_if_it_is_yours_and_names_loopback(tmp_path: Path) -> None:
+    path = discovery_path(tmp_path / "audit.sqlite")
+    with pytest.raises(DiscoveryError, match="no server has written"):
+        read_discovery(path)
+    write_discovery(path, "http://127.0.0.1:9/admin")
+    assert read_discovery(path) == "http://127.0.0.1:9/admin" and (path.stat().st_mode & 0o777) == 0o600
+    path.chmod(0o622)
+    with pytest.raises(DiscoveryError, match="writable by others"):
+        read_discovery(path)
+    write_discovery(path, "http://attacker.example:80/admin")  # the admin token would go there
+    with pytest.raises(DiscoveryError, match="loopback"):
+        read_discovery(path)
+    remove_discovery(path, "http://127.0.0.1:9/admin")  # another server's file: left alone
+    assert path.exists()
+    remove_discovery(path, "http://attacker.example:80/admin")
+    assert not path.exists()
