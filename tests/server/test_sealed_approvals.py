@@ -55,6 +55,10 @@ def edit(steward: Steward, sql: str, params: tuple[Any, ...] = ()) -> None:
         conn.close()
 
 
+def set_approved_by_hand(steward: Steward, request_id: str) -> None:
+    edit(steward, "UPDATE approval_requests SET status = 'approved', result = NULL WHERE id = ?", (request_id,))
+
+
 def refusals(steward: Steward, request_id: str) -> list[dict[str, Any]]:
     log = AuditLog.open(store_file(steward), readonly=True)
     try:
@@ -110,7 +114,7 @@ async def test_arguments_edited_after_approval_are_refused(gated: Steward) -> No
 async def test_a_status_set_by_hand_is_refused(gated: Steward) -> None:
     async with gated.client() as client:
         request_id, user, group = await request_membership(client, gated)
-        edit(gated, "UPDATE approval_requests SET status = 'approved' WHERE id = ?", (request_id,))
+        set_approved_by_hand(gated, request_id)
         view = await assert_refused_and_nothing_changed(client, gated, request_id, user, group, "tampered")
     assert "only 0 of 1 sealed approvals" in view["result"]
 
@@ -122,7 +126,7 @@ async def test_an_executed_request_set_back_to_approved_does_not_run_again(gated
         done = structured(await client.call_tool("get_request", {"request_id": request_id}))
         assert done["status"] == "executed" and len(membership_posts(gated, group.id)) == 1
         gated.state.groups[group.id].member_ids.discard(user.id)  # so a second run would show
-        edit(gated, "UPDATE approval_requests SET status = 'approved', result = NULL WHERE id = ?", (request_id,))
+        set_approved_by_hand(gated, request_id)
         again = structured(await client.call_tool("get_request", {"request_id": request_id}))
     assert again["status"] == "refused" and "already ran" in again["result"]
     assert len(membership_posts(gated, group.id)) == 1 and user.id not in gated.state.groups[group.id].member_ids
@@ -134,7 +138,7 @@ async def test_a_revoked_approval_set_back_to_approved_does_not_run(gated: Stewa
         request_id, user, group = await request_membership(client, gated)
         assert await approvals_cli(gated, "approve", request_id) == 0
         assert await approvals_cli(gated, "deny", request_id, "--reason", "wrong group after all") == 0
-        edit(gated, "UPDATE approval_requests SET status = 'approved' WHERE id = ?", (request_id,))
+        set_approved_by_hand(gated, request_id)
         view = await assert_refused_and_nothing_changed(client, gated, request_id, user, group, "tampered")
     assert "was denied by site-admin" in view["result"]
 
@@ -144,7 +148,7 @@ async def test_an_inserted_decision_row_is_refused(gated: Steward) -> None:
         request_id, user, group = await request_membership(client, gated)
         edit(gated, "INSERT INTO approval_decisions (request_id, approver, decision, reason, at, seal) "
              "VALUES (?, 'site-admin', 'approved', 'looks fine', 1e9, ?)", (request_id, "0" * 64))
-        edit(gated, "UPDATE approval_requests SET status = 'approved' WHERE id = ?", (request_id,))
+        set_approved_by_hand(gated, request_id)
         view = await assert_refused_and_nothing_changed(client, gated, request_id, user, group, "tampered")
     assert "approved decision by site-admin does not match its seal" in view["result"]
 
