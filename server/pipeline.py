@@ -106,8 +106,12 @@ class CallPipeline:
         else:
             listening = admin_api.loopback_listener(self.admin_routes())
         async with listening as url:
-            admin_api.write_discovery(discovery, url)
-            log.info("admin API for approvals at %s (written to %s)", url, discovery)
+            try:
+                admin_api.write_discovery(discovery, url)
+                log.info("admin API for approvals at %s (written to %s)", url, discovery)
+            except OSError as exc:  # approvals still work with --server; tool calls need no discovery
+                log.error("admin API at %s, but %s cannot be written (%s): pass --server to the approvals CLI",
+                          url, discovery, exc.strerror)
             try:
                 yield
             finally:
@@ -130,11 +134,9 @@ class CallPipeline:
             params = ctx.params if isinstance(ctx.params, dict) else {}
             name = params.get("name")
             governance = self.services.governance
-            principal = governance.current_principal()
-            if isinstance(name, str) and name not in governance.visible_tools(principal):
+            if isinstance(name, str) and name not in governance.visible_tools(governance.current_principal()):
                 hidden = name in self.specs
-                reason = "hidden by the policy (answered as an unknown tool)" if hidden else "no such tool"
-                await _stored(governance.record_refusal, principal, name[:200], reason)
+                await self.refused(name[:200], "hidden by the policy (answered as an unknown tool)" if hidden else "no such tool")
                 if hidden:
                     return CallToolResult(content=[TextContent(type="text", text=f"Unknown tool: {name}")], is_error=True)
         result = await call_next(ctx)
@@ -148,6 +150,12 @@ class CallPipeline:
         elif isinstance(result, dict) and "tools" in result:
             result["tools"] = [t for t in result["tools"] if t.get("name") in visible]
         return result
+
+    async def refused(self, tool: str, reason: str) -> None:
+        """Audit a call answered before the call path (a hidden or unknown tool, invalid arguments)."""
+        if self.services is not None:
+            governance = self.services.governance
+            await _stored(governance.record_refusal, governance.current_principal(), tool, reason)
 
     def _filter_readables(self, method: str, result: Any) -> Any:
         """resources/list and prompts/list show only what the policy lets the caller read."""
@@ -203,7 +211,7 @@ class CallPipeline:
         principal = governance.current_principal()
         if spec.name not in governance.visible_tools(principal):
             # Denied and unknown tools answer alike, so the listing leaks nothing.
-            await _stored(governance.record_refusal, principal, spec.name, "hidden by the policy")
+            await self.refused(spec.name, "hidden by the policy")
             raise ToolError(f"Unknown tool: {spec.name}")
         call_id = "call_" + secrets.token_hex(8)
         arguments = args.model_dump(mode="json")
