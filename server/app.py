@@ -12,7 +12,7 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field, ValidationError
 
-from server.pipeline import CallPipeline, Services, result_model_for
+from server.pipeline import CallPipeline, Services, invalid_arguments_text, result_model_for
 from server.toolkit import ToolSpec
 
 INSTRUCTIONS = """\
@@ -51,8 +51,8 @@ def _make_handler(spec: ToolSpec, pipeline: CallPipeline) -> Callable[..., Any]:
         try:
             args = spec.input_model.model_validate(arguments)
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors())
-            raise ToolError(f"Invalid arguments: {problems}") from None
+            # The refusal is already on record: the pipeline's middleware checked the same model.
+            raise ToolError(f"Invalid arguments: {invalid_arguments_text(exc)}") from None
         return await pipeline.call(spec, args, ctx)
 
     signature = _flat_signature(spec, result_model)

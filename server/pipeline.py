@@ -22,7 +22,7 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.exceptions import MCPError
 from mcp.types import INTERNAL_ERROR, INVALID_REQUEST, CallToolResult, TextContent
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, Field, ValidationError, create_model
 
 from server.governance import admin_api
 from server.governance.display import escape_controls
@@ -139,6 +139,8 @@ class CallPipeline:
                 await self.refused(name[:200], "hidden by the policy (answered as an unknown tool)" if hidden else "no such tool")
                 if hidden:
                     return CallToolResult(content=[TextContent(type="text", text=f"Unknown tool: {name}")], is_error=True)
+            elif isinstance(name, str) and (problems := _invalid_arguments(self.specs[name], params.get("arguments"))):
+                await self.refused(name, f"invalid arguments: {problems}")  # the SDK answers it, as before
         result = await call_next(ctx)
         if method in READABLE_LISTS and self.services is not None:
             return self._filter_readables(method, result)
@@ -390,6 +392,19 @@ def describe_changes(recorded: Sequence[Mapping[str, Any]], current: Sequence[Ma
 
 
 READABLE_LISTS = {"resources/list": ("resource", "resources"), "prompts/list": ("prompt", "prompts")}
+
+
+def _invalid_arguments(spec: ToolSpec, arguments: Any) -> str:
+    """What is wrong with a call's raw arguments ('' when they are valid), in the words tools use."""
+    try:
+        spec.input_model.model_validate(arguments if isinstance(arguments, dict) else {})
+    except ValidationError as exc:
+        return invalid_arguments_text(exc)
+    return ""
+
+
+def invalid_arguments_text(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors())
 
 
 def _unaudited(exc: AuditUnavailable) -> str:

@@ -109,10 +109,13 @@ async def test_refused_calls_are_audited_hidden_tools_included(steward: Steward,
         mark = len(steward.emulator.request_log)
         hidden = await client.call_tool("add_user_to_group", {"user": "x", "group": "y"})
         unknown = await client.call_tool("drop_site", {})
-        assert hidden.is_error and unknown.is_error
+        invalid = await client.call_tool("list_users", {"limit": "many"})
+        assert hidden.is_error and unknown.is_error and invalid.is_error
         assert steward.requests_since(mark) == []
     refusals = [(r["principal"], r["tool"], r["reason"]) for r in records(steward) if r["kind"] == "tool_call.refused"]
-    assert refusals == [
+    assert refusals[:2] == [
         ("reader", "add_user_to_group", "hidden by the policy (answered as an unknown tool)"),
         ("reader", "drop_site", "no such tool"),
     ]
+    assert refusals[2][:2] == ("reader", "list_users") and refusals[2][2].startswith("invalid arguments: limit")
+    assert len(refusals) == 3
