@@ -299,3 +299,15 @@ def test_verify_with_a_badly_protected_key_file_says_why(store_path: Path, signi
             AuditLog.open(store_path)  # a writer does not start at all
     finally:
         os.chmod(signing_key_file, 0o600)
+
+
+def test_a_head_moved_back_under_a_writer_refuses_its_next_append(store_path: Path) -> None:
+    log = AuditLog.open(store_path)
+    fill(log, 3)
+    conn = attacker(store_path)
+    conn.execute("DELETE FROM audit_log WHERE seq = 3")
+    conn.execute("UPDATE audit_head SET seq = 2, hash = (SELECT hash FROM audit_log WHERE seq = 2)")
+    with pytest.raises(AuditUnavailable, match="moved back from 3 to 2") as refused:
+        fill(log, 1)
+    assert refused.value.public_reason == "the audit store was tampered with"
+    assert log.head()[0] == 2  # nothing was appended over the gap
