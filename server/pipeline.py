@@ -362,6 +362,8 @@ class CallPipeline:
         while True:
             try:
                 await self.run_approved()
+            except AuditUnavailable as exc:  # fail closed: nothing runs while the store is unusable
+                log.warning("not running approved requests: %s", exc)
             except Exception:
                 log.exception("running approved requests failed; will try again")
             await anyio.sleep(APPROVAL_POLL_SECONDS)
