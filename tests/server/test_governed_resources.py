@@ -10,6 +10,7 @@ import pytest
 from mcp import MCPError
 
 from server.governance import AuditLog, load_policy
+from server.governance.policy import DEFAULT_READABLES
 from server.governed import tool_catalog
 from server.resources import POLICY_URI, SITE_SUMMARY_URI
 from tests.server.conftest import Steward, write_policy
@@ -119,3 +120,10 @@ async def test_refused_calls_are_audited_hidden_tools_included(steward: Steward,
     ]
     assert refusals[2][:2] == ("reader", "list_users") and refusals[2][2].startswith("invalid arguments: limit")
     assert len(refusals) == 3
+
+
+async def test_the_policy_knows_exactly_the_resources_and_prompts_the_server_offers(steward: Steward) -> None:
+    async with steward.client() as client:  # OPEN_POLICY: everything named for the tester
+        resources = {r.name for r in (await client.list_resources()).resources}
+        prompts = {p.name for p in (await client.list_prompts()).prompts}
+    assert resources == DEFAULT_READABLES["resource"] and prompts == DEFAULT_READABLES["prompt"]
