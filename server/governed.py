@@ -118,6 +118,7 @@ class Governance:
         self.host = host
         self.port = port
         self._observed: set[int] = set()  # ids of the Tableau clients whose requests are audited
+        self._principals: dict[str, str] = {}  # call id -> principal, while the call runs (for its requests)
 
     # -- construction -------------------------------------------------------------------------
 
@@ -221,6 +222,7 @@ class Governance:
             call_id=call_id, principal=principal or "(nobody)", tool=f"{kind}:{name}", arguments=arguments,
             policy_hash=self.policy.hash, effect="read",
         )
+        self._principals[call_id] = principal or "(nobody)"
 
     def decide(self, principal: str, spec: ToolSpec, arguments: dict[str, Any], facts: dict[str, Any],
                *, call_id: str) -> Decision:
@@ -290,11 +292,13 @@ class Governance:
             approval_id=approval_id,
             effect=spec.effect,
         )
+        self._principals[call_id] = principal  # only once on record: nothing runs before
 
     def record_outcome(self, call_id: str, spec: ToolSpec | str, status: str, started: float, *,
                        summary: str | None = None, error: str | None = None, approval_id: str | None = None) -> None:
         """`spec` is the tool, or the name a read was recorded under ('resource:site_summary')."""
         name = spec if isinstance(spec, str) else spec.name
+        self._principals.pop(call_id, None)
         try:
             self.audit.record_outcome(
                 call_id=call_id,
@@ -310,8 +314,12 @@ class Governance:
             log.error("could not write the outcome record of %s (call %s)", name, call_id)
 
     def record_tableau_request(self, event: Any) -> None:
+        """Audit one HTTP attempt with the principal of the call or read that made it ("(server)" for the
+        server's own sign-in, serverInfo and sign-out)."""
+        operation = getattr(event, "operation_id", None) or ""
+        principal = self._principals.get(operation) or ("(server)" if operation.startswith("tableau:") else None)
         try:
-            self.audit.record_tableau_request(event)
+            self.audit.record_tableau_request(event, principal=principal)
         except AuditUnavailable:
             log.error("could not audit a Tableau request (%s %s)", event.method, event.path)
 

@@ -637,9 +637,10 @@ class AuditLog:
             **extra,
         )
 
-    def record_tableau_request(self, event: Any) -> AuditRecord:
+    def record_tableau_request(self, event: Any, *, principal: str | None = None) -> AuditRecord:
         """`tableau_request` from a server.tableau RequestEvent (method, path, query, status, duration_ms,
-        attempt, operation_id, error); `operation_id` is the call id of the enclosing tool call."""
+        attempt, operation_id, error); `operation_id` is the call id of the enclosing tool call, `principal`
+        who made that call."""
         return self.append(
             "tableau_request",
             method=event.method,
@@ -650,6 +651,7 @@ class AuditLog:
             attempt=event.attempt,
             call_id=getattr(event, "operation_id", None),
             error=getattr(event, "error", None),
+            principal=principal,
         )
 
     # -- reading ---------------------------------------------------------------------------------------------

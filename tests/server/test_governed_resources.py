@@ -13,7 +13,7 @@ from server.governance import AuditLog, load_policy
 from server.governance.policy import DEFAULT_READABLES
 from server.governed import tool_catalog
 from server.resources import POLICY_URI, SITE_SUMMARY_URI
-from tests.server.conftest import Steward, write_policy
+from tests.server.conftest import Steward, structured, write_policy
 
 pytestmark = pytest.mark.anyio
 
@@ -83,16 +83,18 @@ async def test_an_allowed_read_is_audited_with_its_principal_and_every_tableau_r
     assert read["principal"] == "reader" and read["arguments"] == {"uri": SITE_SUMMARY_URI}
     decision = next(r for r in log if r["kind"] == "tool_call.decision" and r["call_id"] == read["call_id"])
     assert (decision["effect"], decision["rule"]) == ("allow", "reads")
-    audited = [(r["method"], r["path"]) for r in log if r["kind"] == "tableau_request" and r["call_id"] == read["call_id"]]
-    assert served and Counter(audited) == Counter(served)
+    requests = [r for r in log if r["kind"] == "tableau_request" and r["call_id"] == read["call_id"]]
+    assert served and Counter((r["method"], r["path"]) for r in requests) == Counter(served)
+    assert {r["principal"] for r in requests} == {"reader"}  # each request names who made the read
     outcome = next(r for r in log if r["kind"] == "tool_call.outcome" and r["call_id"] == read["call_id"])
     assert outcome["status"] == "ok"
 
 
 async def test_start_up_requests_and_the_policy_are_on_record(steward: Steward, tmp_path: Path) -> None:
     use_policy(steward, tmp_path)
-    async with steward.client():
+    async with steward.client() as client:
         served_at_start = [(e.method, e.path) for e in steward.emulator.request_log]
+        structured(await client.call_tool("list_users", {"limit": 2}))
     log = records(steward)
     assert log[0]["kind"] == "policy.loaded"
     policy = load_policy(steward.policy_path, tool_catalog())
@@ -102,6 +104,11 @@ async def test_start_up_requests_and_the_policy_are_on_record(steward: Steward, 
     assert any(path.endswith("/serverInfo") for _, path in connect)
     assert Counter(connect) == Counter(e for e in served_at_start if e in set(connect))
     assert all(r.get("call_id") for r in log if r["kind"] == "tableau_request"), "every request has its operation"
+    assert {r["principal"] for r in log if r["kind"] == "tableau_request" and r["call_id"] == "tableau:connect"} == {
+        "(server)"
+    }
+    call = next(r["call_id"] for r in log if r["kind"] == "tool_call.intent" and r["tool"] == "list_users")
+    assert {r["principal"] for r in log if r["kind"] == "tableau_request" and r["call_id"] == call} == {"reader"}
 
 
 async def test_refused_calls_are_audited_hidden_tools_included(steward: Steward, tmp_path: Path) -> None:
