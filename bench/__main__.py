@@ -18,6 +18,7 @@ MODULES: tuple[str, ...] = (
     "audit_throughput",
     "tool_latency",
     "policy_yaml",
+    "approval_claim",
 )
 
 

@@ -82,12 +82,13 @@ CREATE TABLE IF NOT EXISTS approval_decisions (
 # Columns added after the first release; a store made before gets them on open (its old rows have no
 # seal, so they can never run: they read as tampered).
 _ADDED_COLUMNS = {
-    "approval_requests": {"targets": "TEXT NOT NULL DEFAULT '[]'", "site": "TEXT", "binding": "TEXT", "seal": "TEXT"},
+    "approval_requests": {"targets": "TEXT NOT NULL DEFAULT '[]'", "site": "TEXT", "binding": "TEXT", "seal": "TEXT",
+                          "created_seq": "INTEGER"},
     "approval_decisions": {"policy_hash": "TEXT", "seal": "TEXT"},
 }
 _REQUEST_COLUMNS = (
     "id, tool, arguments, args_digest, requester, preview, status, created_at, expires_at, updated_at, "
-    "required_approvals, call_id, policy_hash, result, targets, site, binding, seal"
+    "required_approvals, call_id, policy_hash, result, targets, site, binding, created_seq, seal"
 )
 
 
@@ -188,7 +189,7 @@ def _request_payload(row: Mapping[str, Any]) -> str:
             k: row[k]
             for k in (
                 "id", "tool", "arguments", "args_digest", "requester", "preview", "created_at", "expires_at",
-                "required_approvals", "call_id", "policy_hash", "targets", "site", "binding",
+                "required_approvals", "call_id", "policy_hash", "targets", "site", "binding", "created_seq",
             )
         }
     )
@@ -314,21 +315,7 @@ class ApprovalStore:
                 request_id = existing
             else:
                 request_id = ID_PREFIX + secrets.token_urlsafe(18)
-                row = {
-                    "id": request_id, "tool": tool, "arguments": canonical_json(arguments), "args_digest": digest,
-                    "requester": requester, "preview": preview, "created_at": now, "expires_at": now + ttl_s,
-                    "required_approvals": required_approvals, "call_id": call_id, "policy_hash": policy_hash,
-                    "targets": targets_json, "site": site_json, "binding": binding,
-                }
-                tx.conn.execute(
-                    "INSERT INTO approval_requests (id, tool, arguments, args_digest, requester, preview, status, "
-                    "created_at, expires_at, updated_at, required_approvals, call_id, policy_hash, targets, site, "
-                    "binding, seal) VALUES (:id, :tool, :arguments, :args_digest, :requester, :preview, 'pending', "
-                    ":created_at, :expires_at, :created_at, :required_approvals, :call_id, :policy_hash, :targets, "
-                    ":site, :binding, :seal)",
-                    {**row, "seal": seal(key, REQUEST_SEAL, _request_payload(row))},
-                )
-                tx.append(
+                created = tx.append(
                     "approval.created",
                     approval_id=request_id,
                     tool=tool,
@@ -342,6 +329,20 @@ class ApprovalStore:
                     required_approvals=required_approvals,
                     call_id=call_id,
                     policy_hash=policy_hash,
+                )
+                row = {
+                    "id": request_id, "tool": tool, "arguments": canonical_json(arguments), "args_digest": digest,
+                    "requester": requester, "preview": preview, "created_at": now, "expires_at": now + ttl_s,
+                    "required_approvals": required_approvals, "call_id": call_id, "policy_hash": policy_hash,
+                    "targets": targets_json, "site": site_json, "binding": binding, "created_seq": created.seq,
+                }
+                tx.conn.execute(
+                    "INSERT INTO approval_requests (id, tool, arguments, args_digest, requester, preview, status, "
+                    "created_at, expires_at, updated_at, required_approvals, call_id, policy_hash, targets, site, "
+                    "binding, created_seq, seal) VALUES (:id, :tool, :arguments, :args_digest, :requester, :preview, "
+                    "'pending', :created_at, :expires_at, :created_at, :required_approvals, :call_id, :policy_hash, "
+                    ":targets, :site, :binding, :created_seq, :seal)",
+                    {**row, "seal": seal(key, REQUEST_SEAL, _request_payload(row))},
                 )
         request = self.get(request_id)
         assert request is not None
@@ -612,7 +613,7 @@ class ApprovalStore:
                 f"{request_id} reads approved, but only {len(check.valid_approvers)} of "
                 f"{row['required_approvals']} sealed approvals exist",
             )
-        if _ran_before(tx, request_id):
+        if _ran_before(tx, request_id, after_seq=int(row["created_seq"] or 0)):
             # Status is not sealed: an executed request set back to 'approved' has valid seals. The keyed,
             # append-only audit chain remembers that it ran.
             return ApprovalError(
@@ -794,13 +795,18 @@ class ApprovalStore:
         )
 
 
-def _ran_before(tx: _Tx, request_id: str) -> bool:
-    """Whether the audit log holds an `approval.executing` record for this request (a scan of the log:
-    claims are rare, and the log is what write access to the approval tables cannot roll back)."""
+def _ran_before(tx: _Tx, request_id: str, after_seq: int) -> bool:
+    """Whether the audit log holds an `approval.executing` record for this request. The log is what write
+    access to the approval tables cannot roll back; only the records since the request's (sealed)
+    `approval.created` are read, so the cost is bounded by what the server logged within the request's ttl."""
     return bool(
         tx.conn.execute(
-            "SELECT 1 FROM audit_log WHERE instr(body, ?) > 0 AND instr(body, ?) > 0 LIMIT 1",
-            ('"kind":"approval.executing"', json.dumps({"approval_id": request_id}, separators=(",", ":"))[1:-1]),
+            "SELECT 1 FROM audit_log WHERE seq > ? AND instr(body, ?) > 0 AND instr(body, ?) > 0 LIMIT 1",
+            (
+                after_seq,
+                '"kind":"approval.executing"',
+                json.dumps({"approval_id": request_id}, separators=(",", ":"))[1:-1],
+            ),
         ).fetchone()
     )
 

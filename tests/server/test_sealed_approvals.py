@@ -159,9 +159,10 @@ async def test_an_inserted_request_is_refused(gated: Steward) -> None:
         genuine, user, group = await request_membership(client, gated)
         assert await approvals_cli(gated, "deny", genuine, "--reason", "not this one") == 0
         forged_id = "apr_forged-by-someone-with-the-file"
-        edit(gated, "INSERT INTO approval_requests SELECT ?, tool, arguments, args_digest, requester, preview, "
-             "'approved', created_at, expires_at, updated_at, required_approvals, call_id, policy_hash, result, "
-             "targets, site, binding, seal FROM approval_requests WHERE id = ?", (forged_id, genuine))
+        columns = ("tool, arguments, args_digest, requester, preview, created_at, expires_at, updated_at, "
+                   "required_approvals, call_id, policy_hash, targets, site, binding, created_seq, seal")
+        edit(gated, f"INSERT INTO approval_requests (id, status, {columns}) SELECT ?, 'approved', {columns} "
+             "FROM approval_requests WHERE id = ?", (forged_id, genuine))
         edit(gated, "INSERT INTO approval_decisions (request_id, approver, decision, reason, at, policy_hash, seal) "
              "SELECT ?, approver, 'approved', reason, at, policy_hash, seal FROM approval_decisions WHERE request_id = ?",
              (forged_id, genuine))
