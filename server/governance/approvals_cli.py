@@ -19,6 +19,7 @@ import functools
 import getpass
 import json
 import os
+import stat
 import sys
 import urllib.error
 import urllib.request
@@ -112,8 +113,11 @@ def admin_url(args: argparse.Namespace) -> str:
 def admin_token(args: argparse.Namespace) -> str:
     token = os.environ.get(TOKEN_ENV, "").strip()
     if not token and args.token_file:
+        path = Path(args.token_file)
         try:
-            token = Path(args.token_file).read_text(encoding="utf-8").strip()
+            if stat.S_IMODE(path.stat().st_mode) & 0o077:
+                raise CliError(f"--token-file {path} is readable by others; chmod 600 it (it holds an approver's token)")
+            token = path.read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise CliError(f"cannot read --token-file {args.token_file}: {exc.strerror}") from None
     if not token and sys.stdin.isatty():
