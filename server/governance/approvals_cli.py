@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from server.governance.admin_api import PREFIX, DiscoveryError, discovery_path, read_discovery
+from server.governance.admin_api import LOOPBACK_HOSTS, PREFIX, DiscoveryError, discovery_path, read_discovery
 from server.governance.approvals import STATUSES
 from server.governance.display import escape_controls
 from server.governance.policy import PolicyError, default_policy_path, load_policy
@@ -92,8 +92,11 @@ def admin_url(args: argparse.Namespace) -> str:
     """The admin API's base URL (ending in /admin), from --server or the discovery file."""
     if args.server:
         url = args.server.rstrip("/")
-        if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
             raise CliError(f"--server must be an http(s) URL such as http://127.0.0.1:8765, not {args.server!r}")
+        if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
+            raise CliError(f"{parts.hostname} is not loopback: use https:// so the admin token does not cross the network in clear")
         return url if url.endswith(PREFIX) else url + PREFIX
     if args.store:
         store = Path(args.store)

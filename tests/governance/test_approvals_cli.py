@@ -32,6 +32,8 @@ def test_without_any_token_nothing_is_sent(capsys: pytest.CaptureFixture[str], m
     assert code == 1 and "an admin token is needed" in err
 
 
-def test_a_server_url_must_be_http(capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_server_url_must_be_http_and_https_off_loopback(capsys: pytest.CaptureFixture[str]) -> None:
     code, err = run(["approvals", "list", "--server", "file:///etc/passwd"], capsys)
     assert code == 1 and "--server must be an http(s) URL" in err
+    code, err = run(["approvals", "list", "--server", "http://steward.internal:8765"], capsys)
+    assert code == 1 and "use https://" in err
