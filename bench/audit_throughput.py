@@ -21,12 +21,15 @@ import argparse
 import multiprocessing
 import os
 import platform
+import secrets
 import sqlite3
 import statistics
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from server.governance.audit import AuditLog
@@ -220,6 +223,20 @@ def update(path: Path, section: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
+@contextmanager
+def _throwaway_key() -> Iterator[None]:
+    """A random signing key for the keyed chain (child processes inherit it), unless one is configured:
+    the benchmark never creates the real key file."""
+    if os.environ.get("STEWARD_SIGNING_KEY") or os.environ.get("STEWARD_SIGNING_KEY_FILE"):
+        yield
+        return
+    os.environ["STEWARD_SIGNING_KEY"] = secrets.token_hex(32)
+    try:
+        yield
+    finally:
+        os.environ.pop("STEWARD_SIGNING_KEY", None)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(
@@ -235,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         "--update", metavar="FILE", help="write the results into this markdown file's section"
     )
     args, _unknown = parser.parse_known_args(argv)  # `python -m bench` passes everyone's options to everyone
-    with tempfile.TemporaryDirectory(prefix="steward-audit-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="steward-audit-bench-") as tmp, _throwaway_key():
         directory = Path(args.dir) if args.dir else Path(tmp)
         directory.mkdir(parents=True, exist_ok=True)
         results = run(directory, args.records, args.pairs, settle=args.settle)

@@ -12,7 +12,7 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field, ValidationError
 
-from server.pipeline import CallPipeline, Services, result_model_for
+from server.pipeline import CallPipeline, Services, invalid_arguments_text, result_model_for
 from server.toolkit import ToolSpec
 
 INSTRUCTIONS = """\
@@ -51,8 +51,8 @@ def _make_handler(spec: ToolSpec, pipeline: CallPipeline) -> Callable[..., Any]:
         try:
             args = spec.input_model.model_validate(arguments)
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors())
-            raise ToolError(f"Invalid arguments: {problems}") from None
+            # The refusal is already on record: the pipeline's middleware checked the same model.
+            raise ToolError(f"Invalid arguments: {invalid_arguments_text(exc)}") from None
         return await pipeline.call(spec, args, ctx)
 
     signature = _flat_signature(spec, result_model)
@@ -111,6 +111,8 @@ def build_server(
             annotations=spec.annotations,
             structured_output=True,
         )
+    for route in pipeline.admin_routes():  # HTTP mode: the admin API shares the listener, under /admin/
+        mcp.custom_route(route.path, methods=sorted(route.methods - {"HEAD"}), include_in_schema=False)(route.endpoint)
     from server.resources import register_resources_and_prompts
 
     register_resources_and_prompts(mcp, pipeline)

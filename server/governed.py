@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from server.governance import (
     ApprovalError,
     ApprovalRequest,
     ApprovalStore,
+    AuditKeyError,
     AuditLog,
     AuditUnavailable,
     CallFacts,
@@ -32,9 +34,11 @@ from server.governance import (
     load_policy,
     visible_tools,
 )
+from server.governance.keys import SigningKey, SigningKeyError, load_signing_key
+from server.governance.policy import TokenSpec, decide_read, readable
 from server.toolkit import ToolSpec
 
-__all__ = ["AuditUnavailable", "Governance", "PolicyError"]
+__all__ = ["AuditUnavailable", "Governance", "PolicyError", "signing_key_for"]
 
 log = logging.getLogger(__name__)
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -50,9 +54,18 @@ def tool_catalog() -> dict[str, ToolInfo]:
 def _facts_of(spec: ToolSpec) -> frozenset[str]:
     declared = {
         "refresh_and_wait": {"project_path", "content_kind"},
-        "add_user_to_group": {"group_name", "target_user_site_role"},
+        "add_user_to_group": {"group_name", "target_user_site_role", "group_minimum_site_role"},
     }
     return frozenset(declared.get(spec.name, set()))
+
+
+def signing_key_for(policy: Policy) -> SigningKey:
+    """The server's signing key for the policy's store ($STEWARD_SIGNING_KEY or the key file, created on first
+    start). A key problem is an AuditKeyError: the server does not start, and says what to do."""
+    try:
+        return load_signing_key(policy.audit_path)
+    except SigningKeyError as exc:
+        raise AuditKeyError(str(exc), "the signing key is missing or unusable") from None
 
 
 class PolicyTokenVerifier:
@@ -104,14 +117,20 @@ class Governance:
         self.no_auth = no_auth
         self.host = host
         self.port = port
+        self._observed: set[int] = set()  # ids of the Tableau clients whose requests are audited
+        self._principals: dict[str, str] = {}  # call id -> principal, while the call runs (for its requests)
 
     # -- construction -------------------------------------------------------------------------
 
     @classmethod
-    def load(cls, policy_path: Path, *, transport: str = "stdio", no_auth: bool = False, host: str = "127.0.0.1") -> Policy:
-        """Load the policy and check it fits the transport. Raises PolicyError with what to fix."""
+    def load(cls, policy_path: Path, *, transport: str = "stdio", no_auth: bool = False, host: str = "127.0.0.1",
+             extra_tokens: Sequence[TokenSpec] = ()) -> Policy:
+        """Load the policy and check it fits the transport. Raises PolicyError with what to fix.
+        `extra_tokens` are token entries held outside the file (the demo's one-run admin token)."""
         policy = load_policy(policy_path, tool_catalog())
-        if transport == "http" and not no_auth and not policy.tokens:
+        if extra_tokens:
+            policy = policy.with_tokens(extra_tokens)
+        if transport == "http" and not no_auth and not policy.tokens_for("mcp"):
             raise PolicyError(
                 f"{policy_path}: streamable HTTP requires bearer tokens, and the policy defines none under "
                 "http.tokens. Add one with `tableau-steward policy hash-token --principal NAME --role ROLE "
@@ -129,10 +148,20 @@ class Governance:
 
     @classmethod
     def open(cls, policy_path: Path, *, transport: str = "stdio", no_auth: bool = False,
-             host: str = "127.0.0.1", port: int = 8765) -> Governance:
-        policy = cls.load(policy_path, transport=transport, no_auth=no_auth, host=host)
-        audit = AuditLog.open(policy.audit_path, synchronous=policy.audit_synchronous, redact=policy.redact_names)
-        return cls(policy, audit, ApprovalStore(audit), transport=transport, no_auth=no_auth, host=host, port=port)
+             host: str = "127.0.0.1", port: int = 8765, key: SigningKey | None = None,
+             extra_tokens: Sequence[TokenSpec] = ()) -> Governance:
+        """Load the policy, open the store sealed with the signing key (`key`, else `signing_key_for`), and
+        record `policy.loaded`. Raises PolicyError or AuditUnavailable (AuditKeyError) saying what to fix."""
+        policy = cls.load(policy_path, transport=transport, no_auth=no_auth, host=host, extra_tokens=extra_tokens)
+        audit = AuditLog.open(policy.audit_path, key=key or signing_key_for(policy),
+                              synchronous=policy.audit_synchronous, redact=policy.redact_names)
+        governance = cls(policy, audit, ApprovalStore(audit), transport=transport, no_auth=no_auth, host=host, port=port)
+        try:
+            governance.record_policy_loaded("start")
+        except BaseException:
+            audit.close()
+            raise
+        return governance
 
     def close(self) -> None:
         self.audit.close()
@@ -164,6 +193,36 @@ class Governance:
 
     def visible_tools(self, principal: str | None) -> set[str]:
         return set() if principal is None else visible_tools(self.policy, self._principal(principal))
+
+    def readable(self, principal: str | None, kind: str) -> set[str]:
+        """The resources (kind "resource") or prompts ("prompt") `principal` may read: what to list."""
+        return set() if principal is None else readable(self.policy, self._principal(principal), kind)
+
+    def decide_read(self, principal: str | None, kind: str, name: str, *, call_id: str) -> Decision:
+        """The policy's answer for reading a resource or getting a prompt, on record as a decision."""
+        if principal is None:
+            decision = Decision("deny", None, None, "nobody is signed in")
+        else:
+            decision = decide_read(self.policy, self._principal(principal), kind, name)
+        self.audit.append(
+            "tool_call.decision",
+            call_id=call_id,
+            principal=principal or "(nobody)",
+            tool=f"{kind}:{name}",
+            effect=decision.effect,
+            rule=decision.rule_id,
+            reason=decision.reason,
+            policy_hash=self.policy.hash,
+        )
+        return decision
+
+    def record_read(self, call_id: str, principal: str | None, kind: str, name: str, arguments: dict[str, Any]) -> None:
+        """The intent of a resource read or prompt get, written before anything runs (fail closed)."""
+        self.audit.record_intent(
+            call_id=call_id, principal=principal or "(nobody)", tool=f"{kind}:{name}", arguments=arguments,
+            policy_hash=self.policy.hash, effect="read",
+        )
+        self._principals[call_id] = principal or "(nobody)"
 
     def decide(self, principal: str, spec: ToolSpec, arguments: dict[str, Any], facts: dict[str, Any],
                *, call_id: str) -> Decision:
@@ -233,13 +292,17 @@ class Governance:
             approval_id=approval_id,
             effect=spec.effect,
         )
+        self._principals[call_id] = principal  # only once on record: nothing runs before
 
-    def record_outcome(self, call_id: str, spec: ToolSpec, status: str, started: float, *,
+    def record_outcome(self, call_id: str, spec: ToolSpec | str, status: str, started: float, *,
                        summary: str | None = None, error: str | None = None, approval_id: str | None = None) -> None:
+        """`spec` is the tool, or the name a read was recorded under ('resource:site_summary')."""
+        name = spec if isinstance(spec, str) else spec.name
+        self._principals.pop(call_id, None)
         try:
             self.audit.record_outcome(
                 call_id=call_id,
-                tool=spec.name,
+                tool=name,
                 status=status,
                 duration_ms=(time.monotonic() - started) * 1000,
                 summary=summary,
@@ -248,18 +311,50 @@ class Governance:
             )
         except AuditUnavailable:
             # The intent is on record; an outcome that cannot be written must not hide the result.
-            log.error("could not write the outcome record of %s (call %s)", spec.name, call_id)
+            log.error("could not write the outcome record of %s (call %s)", name, call_id)
 
     def record_tableau_request(self, event: Any) -> None:
+        """Audit one HTTP attempt with the principal of the call or read that made it ("(server)" for the
+        server's own sign-in, serverInfo and sign-out)."""
+        operation = getattr(event, "operation_id", None) or ""
+        principal = self._principals.get(operation) or ("(server)" if operation.startswith("tableau:") else None)
         try:
-            self.audit.record_tableau_request(event)
+            self.audit.record_tableau_request(event, principal=principal)
         except AuditUnavailable:
             log.error("could not audit a Tableau request (%s %s)", event.method, event.path)
+
+    def observe(self, tableau: Any) -> None:
+        """Audit every request `tableau` makes. Call it before the client connects, so the sign-in and
+        serverInfo requests are on record too; observing the same client again changes nothing."""
+        if id(tableau) not in self._observed:
+            self._observed.add(id(tableau))
+            tableau.add_observer(self.record_tableau_request)
+
+    def record_policy_loaded(self, reason: str) -> None:
+        """`policy.loaded` with the hash of the policy now in force (at start; call again after a reload)."""
+        self.audit.append(
+            "policy.loaded",
+            policy_hash=self.policy.hash,
+            source=str(self.policy.source) if self.policy.source else None,
+            mode=self.policy.mode,
+            reason=reason,
+            key_id=self.audit.key.key_id,
+        )
+
+    def record_refusal(self, principal: str | None, tool: str, reason: str) -> None:
+        """`tool_call.refused`: a call answered before the call path (a hidden or unknown tool, bad arguments).
+        A refusal that cannot be recorded still refuses."""
+        try:
+            self.audit.append("tool_call.refused", principal=principal, tool=tool, reason=reason,
+                              policy_hash=self.policy.hash)
+        except AuditUnavailable:
+            log.error("could not audit the refusal of %s for %s", tool, principal)
 
     # -- approvals ------------------------------------------------------------------------------
 
     def create_approval(self, principal: str, spec: ToolSpec, arguments: dict[str, Any], preview: str,
-                        *, call_id: str) -> ApprovalRequest:
+                        *, call_id: str, targets: list[dict[str, Any]], site: dict[str, Any]) -> ApprovalRequest:
+        """A request bound to the resolved targets and the site (or the requester's identical live one)."""
         return self.approvals.create(
             spec.name,
             arguments,
@@ -269,21 +364,47 @@ class Governance:
             required_approvals=self.policy.required_approvals,
             call_id=call_id,
             policy_hash=self.policy.hash,
+            targets=targets,
+            site=site,
+            target_args=spec.target_args,
         )
 
-    def approved_requests(self, request_id: str | None = None) -> list[ApprovalRequest]:
+    def approved_requests(self, request_id: str | None, site: dict[str, Any]) -> list[ApprovalRequest]:
+        """Approved requests to run: the one asked for, or every one made on this server's site (a request
+        of another site is left to its server; asked for by id here, the claim refuses it)."""
         if request_id is not None:
             request = self.approvals.get(request_id)
             return [request] if request is not None and request.status == "approved" else []
-        return self.approvals.list(status="approved")
+        return [r for r in self.approvals.list(status="approved") if r.site == site]
 
-    def claim(self, request: ApprovalRequest) -> ApprovalRequest | None:
-        """Atomically take an approved request to run; None when another process got it first."""
+    def claim(self, request: ApprovalRequest, site: dict[str, Any]) -> ApprovalRequest | None:
+        """Verify and atomically take an approved request to run; None when refused (audited by the store:
+        tampering, another site, not enough approvers under the policy now) or another process got it."""
         try:
-            return self.approvals.claim_for_execution(request.id, request.tool, request.args_digest)
+            return self.approvals.claim_for_execution(
+                request.id, request.tool, request.args_digest, policy=self.policy, site=site
+            )
         except ApprovalError as exc:
-            log.info("not running %s: %s", request.id, exc)
+            log.log(logging.WARNING if exc.code in ("tampered", "other_site") else logging.INFO,
+                    "not running %s: %s", request.id, exc)
             return None
+
+    # -- deciding (the admin API: the principal comes from an admin token, never from a name) --------------
+
+    def is_approver(self, principal: str) -> bool:
+        return self.policy.is_approver(principal)
+
+    def list_requests(self, status: str | None) -> list[ApprovalRequest]:
+        return self.approvals.list(status)
+
+    def admin_principal(self, token: str) -> str | None:
+        principal = self.policy.principal_for_token(token, audience="admin")
+        return principal.name if principal is not None else None
+
+    def decide_request(self, approver: str, request_id: str, *, approve: bool, reason: str | None) -> ApprovalRequest:
+        if approve:
+            return self.approvals.approve(request_id, approver, reason, self.policy)
+        return self.approvals.deny(request_id, approver, reason or "", self.policy)
 
     def finish_approval(self, request_id: str, *, ok: bool, result: str) -> None:
         self.approvals.record_result(request_id, ok, result)
@@ -302,8 +423,9 @@ class Governance:
             "failed": "Approved, but running it failed; `result` says why.",
             "denied": "An approver denied it; nothing was changed.",
             "expired": "It expired before it was approved or run; nothing was changed. Ask again if still needed.",
+            "refused": "The server refused to run it (`result` says why); nothing was changed.",
         }
         view["message"] = messages.get(status, status)
-        view.pop("args_digest", None)
-        view.pop("required_approvals", None)
+        for internal in ("args_digest", "required_approvals", "site", "integrity"):
+            view.pop(internal, None)
         return view

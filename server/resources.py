@@ -1,8 +1,14 @@
-"""Resources and prompts for chat users: a site summary, the policy in force, and common questions."""
+"""Resources and prompts for chat users: a site summary, the policy in force, and common questions.
+
+Each read goes through `CallPipeline.governed_read`, the tools' path: a rule must name the resource or
+prompt for the caller (`resources:` / `prompts:` in the policy), and the read and every Tableau request it
+makes are audited under the caller's principal. The names here are the policy's `DEFAULT_READABLES`.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,21 +28,23 @@ def register_resources_and_prompts(mcp: MCPServer, pipeline: Any) -> None:
         mime_type="application/json",
     )
     async def site_summary() -> str:
+        return await pipeline.governed_read("resource", "site_summary", {"uri": SITE_SUMMARY_URI}, summarise)
+
+    async def summarise() -> str:
         tableau = pipeline.live.tableau
-        async with tableau.operation("resource:" + SITE_SUMMARY_URI):
-            info = await tableau.server_info()
-            counts: dict[str, int] = {}
+        info = await tableau.server_info()
+        counts: dict[str, int] = {}
 
-            async def count(kind: str) -> None:
-                counts[kind + "s"] = await tableau.count_content(kind)
+        async def count(kind: str) -> None:
+            counts[kind + "s"] = await tableau.count_content(kind)
 
-            async with anyio.create_task_group() as tasks:
-                for kind in ("project", "workbook", "view", "datasource", "flow"):
-                    tasks.start_soon(count, kind)
-            users = await tableau.users_by_id()
-            groups = await tableau.list_groups()
-            since = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-            failed = await tableau.list_jobs(filters=[("status", "eq", "Failed"), ("createdAt", "gte", since)])
+        async with anyio.create_task_group() as tasks:
+            for kind in ("project", "workbook", "view", "datasource", "flow"):
+                tasks.start_soon(count, kind)
+        users = await tableau.users_by_id()
+        groups = await tableau.list_groups()
+        since = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        failed = await tableau.list_jobs(filters=[("status", "eq", "Failed"), ("createdAt", "gte", since)])
         summary = {
             "site": info.site_name,
             "site_content_url": info.site_content_url,
@@ -59,45 +67,73 @@ def register_resources_and_prompts(mcp: MCPServer, pipeline: Any) -> None:
     )
     async def policy_in_force() -> str:
         governance = pipeline.live.governance
-        return json.dumps(governance.describe_policy(governance.current_principal()), default=str, indent=1)
+
+        async def describe() -> str:
+            return json.dumps(governance.describe_policy(governance.current_principal()), default=str, indent=1)
+
+        return await pipeline.governed_read("resource", "policy", {"uri": POLICY_URI}, describe)
 
     @mcp.prompt(
         name="audit_project_ownership",
         title="Audit ownership in a project",
         description="Who owns the content of a project, and which of it belongs to inactive or unlicensed users.",
     )
-    def audit_project_ownership(project: str, inactive_days: str = "90") -> str:
-        return (
-            f"Audit content ownership in the Tableau project '{project}' (including sub-projects).\n"
-            f"1. Call find_owners with project='{project}' and inactive_days={inactive_days}.\n"
-            "2. Summarise owners by number of items, and list the flagged owners (unlicensed, inactive, never "
-            "signed in, deleted) with what they own; use list_content with owner=<name> for details.\n"
-            "3. Recommend who should take over content owned by flagged owners. Do not change anything."
-        )
+    async def audit_project_ownership(project: str, inactive_days: str = "90") -> str:
+        arguments = {"project": project, "inactive_days": inactive_days}
+        return await pipeline.governed_read("prompt", "audit_project_ownership", arguments, _text(ownership_prompt, arguments))
 
     @mcp.prompt(
         name="why_cannot_user_access",
         title="Why can't this user see or do that?",
         description="Explain a user's effective permissions on one item, with the deciding rule for each capability.",
     )
-    def why_cannot_user_access(user: str, item: str, kind: str = "workbook") -> str:
-        return (
-            f"Explain why {user} can or cannot use the {kind} '{item}'.\n"
-            f"1. Call inspect_permissions with kind='{kind}', target='{item}', user='{user}'.\n"
-            "2. For each denied capability that matters (View, Download Full Data, Web Edit...), quote the "
-            "deciding reason (site role cap, a group Deny, no rule, a locked project...).\n"
-            "3. Say what an administrator would have to change, without changing anything yourself."
-        )
+    async def why_cannot_user_access(user: str, item: str, kind: str = "workbook") -> str:
+        arguments = {"user": user, "item": item, "kind": kind}
+        return await pipeline.governed_read("prompt", "why_cannot_user_access", arguments, _text(access_prompt, arguments))
 
     @mcp.prompt(
         name="failed_refreshes",
         title="Which extract refreshes failed recently?",
         description="List failed extract refreshes with Tableau's reasons and who owns the affected content.",
     )
-    def failed_refreshes(days: str = "1") -> str:
-        return (
-            f"List the extract refreshes that failed in the last {days} day(s).\n"
-            "1. Call list_jobs with status='Failed' and created_after set accordingly.\n"
-            "2. Group by target, quote Tableau's reason, and use find_owners or list_content to name the owner.\n"
-            "3. Suggest next steps (credentials, connectivity, query time limits)."
-        )
+    async def failed_refreshes(days: str = "1") -> str:
+        arguments = {"days": days}
+        return await pipeline.governed_read("prompt", "failed_refreshes", arguments, _text(refreshes_prompt, arguments))
+
+
+def _text(render: Callable[..., str], arguments: dict[str, str]) -> Callable[[], Awaitable[str]]:
+    """A prompt's text as the awaitable `governed_read` runs once the policy allows it."""
+
+    async def produce() -> str:
+        return render(**arguments)
+
+    return produce
+
+
+def ownership_prompt(project: str, inactive_days: str) -> str:
+    return (
+        f"Audit content ownership in the Tableau project '{project}' (including sub-projects).\n"
+        f"1. Call find_owners with project='{project}' and inactive_days={inactive_days}.\n"
+        "2. Summarise owners by number of items, and list the flagged owners (unlicensed, inactive, never "
+        "signed in, deleted) with what they own; use list_content with owner=<name> for details.\n"
+        "3. Recommend who should take over content owned by flagged owners. Do not change anything."
+    )
+
+
+def access_prompt(user: str, item: str, kind: str) -> str:
+    return (
+        f"Explain why {user} can or cannot use the {kind} '{item}'.\n"
+        f"1. Call inspect_permissions with kind='{kind}', target='{item}', user='{user}'.\n"
+        "2. For each denied capability that matters (View, Download Full Data, Web Edit...), quote the "
+        "deciding reason (site role cap, a group Deny, no rule, a locked project...).\n"
+        "3. Say what an administrator would have to change, without changing anything yourself."
+    )
+
+
+def refreshes_prompt(days: str) -> str:
+    return (
+        f"List the extract refreshes that failed in the last {days} day(s).\n"
+        "1. Call list_jobs with status='Failed' and created_after set accordingly.\n"
+        "2. Group by target, quote Tableau's reason, and use find_owners or list_content to name the owner.\n"
+        "3. Suggest next steps (credentials, connectivity, query time limits)."
+    )

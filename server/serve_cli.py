@@ -60,15 +60,23 @@ def _services_factory(settings, args: argparse.Namespace):
     @asynccontextmanager
     async def open_services() -> AsyncIterator[Services]:
         governance = Governance.open(
-            Path(args.policy), transport=args.transport, no_auth=args.no_auth, host=args.host, port=args.port
+            Path(args.policy), transport=args.transport, no_auth=args.no_auth, host=args.host, port=args.port,
+            extra_tokens=_extra_tokens(args),
         )
         try:
-            async with TableauClient(settings) as client:
+            client = TableauClient(settings)
+            governance.observe(client)  # before connecting: the sign-in and serverInfo requests are audited
+            async with client:
                 yield Services(tableau=client, governance=governance)
         finally:
             governance.close()
 
     return open_services
+
+
+def _extra_tokens(args: argparse.Namespace) -> tuple:
+    """Token entries held outside the policy file: only `demo` sets one (its approver's admin token)."""
+    return tuple(getattr(args, "extra_tokens", ()))
 
 
 def _check_http_binding(args: argparse.Namespace) -> None:
@@ -79,12 +87,19 @@ def _check_http_binding(args: argparse.Namespace) -> None:
 
 def _serve(settings, args: argparse.Namespace) -> int:
     from server.app import build_server
-    from server.governed import Governance, PolicyError, http_auth_kwargs
+    from server.governance import AuditLog
+    from server.governed import AuditUnavailable, Governance, PolicyError, http_auth_kwargs, signing_key_for
 
     _check_http_binding(args)
     try:
-        policy = Governance.load(Path(args.policy), transport=args.transport, no_auth=args.no_auth, host=args.host)
-    except PolicyError as exc:
+        policy = Governance.load(
+            Path(args.policy), transport=args.transport, no_auth=args.no_auth, host=args.host,
+            extra_tokens=_extra_tokens(args),
+        )
+        # The key and the store, checked before serving: a missing key or a store sealed with another key
+        # stops the server here with what to do, not in the middle of the MCP handshake.
+        AuditLog.open(policy.audit_path, key=signing_key_for(policy)).close()
+    except (PolicyError, AuditUnavailable) as exc:
         print(f"tableau-steward: {exc}", file=sys.stderr)
         return 2
     auth = http_auth_kwargs(policy, transport=args.transport, no_auth=args.no_auth, host=args.host, port=args.port)
@@ -138,4 +153,45 @@ def run_demo(args: argparse.Namespace) -> int:
         settings = Settings.for_pat(emulator.url, site.content_url, DEMO_PAT_NAME, DEMO_PAT_SECRET)
         print(f"Emulated Tableau site '{site.content_url}' at {emulator.url}", file=sys.stderr)
         print(client_instructions(args), file=sys.stderr)
+        print(demo_approver_token(args), file=sys.stderr)
         return _serve(settings, args)
+
+
+def demo_approver_token(args: argparse.Namespace) -> str:
+    """Give the demo policy's approver an admin token for this run (held in memory only, never in the
+    file) and say how to approve with it; sets `args.extra_tokens`."""
+    import secrets
+
+    from server.governance.policy import TokenSpec, hash_token
+    from server.governed import Governance, PolicyError
+
+    try:
+        policy = Governance.load(Path(args.policy), transport=args.transport, no_auth=args.no_auth, host=args.host)
+    except PolicyError:
+        return ""  # _serve reports the problem
+    approvers = policy.eligible_approvers()
+    local = policy.local_principal()
+    approver = next((a for a in approvers if local is None or a != local.name), None)
+    if approver is None:
+        return "The policy names no approver, so gated changes cannot be approved in this demo."
+    token = secrets.token_urlsafe(32)
+    args.extra_tokens = (TokenSpec(hash=hash_token(token), principal=approver, audience="admin"),)
+    command = f"{Path(sys.executable).with_name('tableau-steward')} approvals"
+    where = f"--policy {Path(args.policy).resolve()}"
+    if args.transport == "stdio":
+        # stderr of a stdio server ends up in the MCP client's log files: the token goes to a 0600 file.
+        path = policy.audit_path.with_name("demo-admin.token")
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(token + "\n")
+        held, use = f"is in {path} (mode 0600)", f"--token-file {path}"
+    else:
+        held, use = f"is:\n  {token}", ""
+    prefix = "" if use else f"STEWARD_ADMIN_TOKEN={token} "
+    return (
+        f"The admin token of the approver '{approver}', valid for this run only, {held}\n"
+        "When the assistant's change is pending, approve it from another terminal with:\n"
+        f"  {prefix}{command} approve <request id> {where} {use}".rstrip() + "\n"
+        f"  (see what waits with: {prefix}{command} list {where} {use})".replace(" )", ")")
+    )

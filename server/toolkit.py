@@ -7,7 +7,7 @@ policy, approval, execution and audit are applied to every call in exactly one p
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -30,6 +30,19 @@ class ToolFailure(Exception):
 
     The call path turns it into an MCP tool error (`isError: true`) with this text.
     """
+
+
+class TargetGone(ToolFailure):
+    """An approved request's target no longer exists (looked up by its recorded id): nothing is changed."""
+
+
+def bound_id(ctx: ToolContext, role: str) -> str:
+    """The recorded id of `role` in an approved request (`ctx.bound`); refuses when the request has none."""
+    assert ctx.bound is not None
+    target = ctx.bound.get(role)
+    if not target:
+        raise ToolFailure(f"The approved request records no {role} to act on; ask for a new request.")
+    return target
 
 
 @dataclass
@@ -57,6 +70,9 @@ class ToolContext:
     approvals: Any = None  # the governance adapter, for get_request
     # Claims and runs an approved request now (exactly once across processes); set by the call path.
     run_approved: Callable[[str], Awaitable[int]] | None = None
+    # Set when running an approved request: the recorded target ids by role ("datasource", "user", ...).
+    # A tool then loads exactly these objects by id and never resolves a name again.
+    bound: Mapping[str, str] | None = None
     _memo: dict[Hashable, Any] = field(default_factory=dict, repr=False)
 
     async def once(self, key: Hashable, compute: Callable[[], Awaitable[T]]) -> T:
@@ -76,6 +92,9 @@ ToolBody = Callable[[ToolContext, Any], Awaitable[BaseModel]]
 FactsFn = Callable[[ToolContext, Any], Awaitable[dict[str, Any]]]
 # Describes, from the site's current state, what approving a gated call would change.
 PreviewFn = Callable[[ToolContext, Any], Awaitable[str]]
+# The objects a write acts on, resolved once per call: each {"role", "kind", "id", "name", ...shown facts}.
+# An approval request records them; with `ToolContext.bound` set they are loaded by their recorded ids.
+TargetsFn = Callable[[ToolContext, Any], Awaitable[list[dict[str, Any]]]]
 # Facts read straight from the arguments, with no site lookup: a deny they already match is final,
 # so such calls are refused before any request reaches Tableau.
 LiteralFactsFn = Callable[[Any], dict[str, Any]]
@@ -94,6 +113,10 @@ class ToolSpec:
     facts: FactsFn | None = None
     preview: PreviewFn | None = None
     literal_facts: LiteralFactsFn | None = None
+    targets: TargetsFn | None = None
+    # The arguments that designate the targets: two requests with the same targets and other arguments
+    # are the same request, whether the target was named or given by id.
+    target_args: tuple[str, ...] = ()
 
     @property
     def is_write(self) -> bool:

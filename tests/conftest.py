@@ -35,6 +35,37 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+@pytest.fixture(scope="session")
+def _signing_key_directory(tmp_path_factory: pytest.TempPathFactory):
+    return tmp_path_factory.mktemp("signing-key")
+
+
+@pytest.fixture(autouse=True)
+def signing_key_file(_signing_key_directory, monkeypatch: pytest.MonkeyPatch):
+    """Every test uses the session's signing key file, outside any test's store directory (a sibling of
+    `tmp_path`), so no test ever reads or writes the real ~/.config/tableau-steward/signing.key. One key
+    for the session, since module-scoped fixtures share a store across tests; a test wanting another
+    key sets the variables itself.
+
+    Subprocesses inherit it through the environment; tests that build a subprocess environment by hand
+    add `signing_key_env()`. XDG_CONFIG_HOME points at a temporary directory too, as a second guard.
+    """
+    directory = _signing_key_directory
+    path = directory / "signing.key"
+    monkeypatch.delenv("STEWARD_SIGNING_KEY", raising=False)
+    monkeypatch.setenv("STEWARD_SIGNING_KEY_FILE", str(path))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(directory / "config"))
+    return path
+
+
+def signing_key_env() -> dict[str, str]:
+    """The signing-key variables a hand-built subprocess environment must carry (see `signing_key_file`)."""
+    import os
+
+    names = ("STEWARD_SIGNING_KEY_FILE", "XDG_CONFIG_HOME")
+    return {name: os.environ[name] for name in names if name in os.environ}
+
+
 @functools.lru_cache(maxsize=4)
 def _generated(size: str, seed: int) -> m.SiteState:
     from emulator.generator import build_site

@@ -25,8 +25,11 @@ class GetRequestOutput(BaseModel):
     request_id: str
     tool: str
     arguments: dict[str, Any]
-    status: str = Field(description="pending, approved, denied, expired, executing, executed or failed.")
+    status: str = Field(description="pending, approved, denied, expired, executing, executed, failed or refused.")
     preview: str
+    targets: list[dict[str, Any]] = Field(
+        default_factory=list, description="What the request acts on: the ids resolved when it was made, with their names."
+    )
     requested_by: str
     created_at: datetime
     expires_at: datetime

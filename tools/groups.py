@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from server.toolkit import WRITE_IDEMPOTENT, ToolContext, ToolFailure, ToolSpec
+from server.toolkit import WRITE_IDEMPOTENT, TargetGone, ToolContext, ToolFailure, ToolSpec, bound_id
 from tools.directory import resolve_group, resolve_user
 
 
@@ -31,12 +31,35 @@ class AddUserToGroupOutput(BaseModel):
 
 
 async def _resolve(ctx: ToolContext, args: AddUserToGroupInput) -> tuple[Any, Any]:
-    """The user and group, resolved once per call (facts, preview and body share them)."""
+    """The user and group, resolved once per call (facts, preview and body share them); for an approved
+    request, the recorded user and group loaded by their ids (never a new name lookup)."""
+    if ctx.bound is not None:
+        return await ctx.once(("bound membership",), lambda: _membership_by_id(ctx))
 
     async def resolve() -> tuple[Any, Any]:
         return await resolve_user(ctx, args.user), await resolve_group(ctx, args.group)
 
     return await ctx.once(("membership", args.user, args.group), resolve)
+
+
+async def _membership_by_id(ctx: ToolContext) -> tuple[Any, Any]:
+    user_id, group_id = bound_id(ctx, "user"), bound_id(ctx, "group")
+    user = (await ctx.tableau.users_by_id()).get(user_id)
+    group = next((g for g in await ctx.tableau.list_groups() if g.id == group_id), None)
+    gone = [f"{what} (id {item_id})" for what, item_id, found in (("user", user_id, user), ("group", group_id, group))
+            if found is None]
+    if gone:
+        verb = "exists" if len(gone) == 1 else "exist"
+        raise TargetGone(f"The approved {' and '.join(gone)} no longer {verb}; nobody was added.")
+    return user, group
+
+
+async def membership_targets(ctx: ToolContext, args: AddUserToGroupInput) -> list[dict[str, Any]]:
+    user, group = await _resolve(ctx, args)
+    return [
+        {"role": "user", "kind": "user", "id": user.id, "name": user.name, "site_role": user.site_role},
+        {"role": "group", "kind": "group", "id": group.id, "name": group.name},
+    ]
 
 
 async def _is_member(ctx: ToolContext, group_id: str, user_id: str) -> tuple[bool, int]:
@@ -73,7 +96,22 @@ async def add_user_to_group(ctx: ToolContext, args: AddUserToGroupInput) -> AddU
 
 async def add_user_facts(ctx: ToolContext, args: AddUserToGroupInput) -> dict[str, Any]:
     user, group = await _resolve(ctx, args)
-    return {"group_name": group.name, "target_user_site_role": user.site_role, "target_user": user.name}
+    return {
+        "group_name": group.name,
+        "target_user_site_role": user.site_role,
+        "group_minimum_site_role": group.minimum_site_role or "",
+        "target_user": user.name,
+    }
+
+
+def _grant_note(group: Any) -> str:
+    """What membership grants on sign-in, when the group gives a site role (an administrator one above all)."""
+    role = group.minimum_site_role
+    if not role:
+        return ""
+    if role.startswith(("SiteAdministrator", "ServerAdministrator")):
+        return f" WARNING: {group.name} grants {role} on sign-in, so membership makes them a site administrator."
+    return f" {group.name} grants {role} on sign-in."
 
 
 async def add_user_preview(ctx: ToolContext, args: AddUserToGroupInput) -> str:
@@ -82,7 +120,7 @@ async def add_user_preview(ctx: ToolContext, args: AddUserToGroupInput) -> str:
     who = f"{user.full_name or user.name} <{user.name}> ({user.site_role})"
     if member:
         return f"{who} is already in {group.name} ({count} members); approving changes nothing."
-    return f"{who} is not in {group.name} ({count} members); approving adds them."
+    return f"{who} is not in {group.name} ({count} members); approving adds them.{_grant_note(group)}"
 
 
 ADD_USER_TO_GROUP = ToolSpec(
@@ -102,4 +140,6 @@ ADD_USER_TO_GROUP = ToolSpec(
     facts=add_user_facts,
     preview=add_user_preview,
     literal_facts=lambda args: {"group_name": args.group},
+    targets=membership_targets,
+    target_args=("user", "group"),
 )

@@ -11,7 +11,16 @@ from typing import Any, Literal
 import anyio
 from pydantic import BaseModel, Field
 
-from server.toolkit import READ_ONLY, WRITE_IDEMPOTENT, ToolContext, ToolFailure, ToolSpec
+from server.tableau.errors import NotFound
+from server.toolkit import (
+    READ_ONLY,
+    WRITE_IDEMPOTENT,
+    TargetGone,
+    ToolContext,
+    ToolFailure,
+    ToolSpec,
+    bound_id,
+)
 from tools.common import decode_cursor, json_size, page_within_budget, utc
 from tools.content import resolve_content
 
@@ -106,9 +115,26 @@ async def _wait(ctx: ToolContext, job_id: str, timeout: float) -> tuple[Any, boo
 
 
 async def _target(ctx: ToolContext, args: RefreshInput) -> tuple[Any, str | None]:
-    """The item to refresh, resolved once per call (facts, preview and body share it)."""
+    """The item to refresh, resolved once per call (facts, preview and body share it); for an approved
+    request, the recorded item loaded by its id (its current name and project, never a new name lookup)."""
+    if ctx.bound is not None:
+        return await ctx.once(("bound refresh target", args.kind), lambda: _content_by_id(ctx, args.kind))
     key = ("refresh target", args.kind, args.target, args.project)
     return await ctx.once(key, lambda: resolve_content(ctx, args.kind, args.target, args.project))
+
+
+async def _content_by_id(ctx: ToolContext, kind: str) -> tuple[Any, str | None]:
+    item_id = bound_id(ctx, kind)
+    try:
+        record = await ctx.tableau.get_content(kind, item_id)
+    except NotFound:
+        raise TargetGone(f"The approved {kind} (id {item_id}) no longer exists; nothing was refreshed.") from None
+    return record, (await ctx.tableau.project_tree()).path_of(record.project_id)
+
+
+async def refresh_targets(ctx: ToolContext, args: RefreshInput) -> list[dict[str, Any]]:
+    record, path = await _target(ctx, args)
+    return [{"role": args.kind, "kind": args.kind, "id": record.id, "name": record.name, "project_path": path or ""}]
 
 
 async def refresh_and_wait(ctx: ToolContext, args: RefreshInput) -> RefreshOutput:
@@ -185,6 +211,8 @@ REFRESH_AND_WAIT = ToolSpec(
     preview=refresh_preview,
     # Not the project path: `project` may name a parent of the item's real project.
     literal_facts=lambda args: {"content_kind": args.kind},
+    targets=refresh_targets,
+    target_args=("target", "project"),
 )
 
 

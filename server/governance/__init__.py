@@ -15,7 +15,7 @@ See docs/GOVERNANCE.md for the policy file and the administrator commands.
 """
 
 from server.governance.approvals import ApprovalDecision, ApprovalError, ApprovalRequest, ApprovalStore
-from server.governance.audit import AuditLog, AuditRecord, AuditUnavailable, VerifyResult
+from server.governance.audit import AuditKeyError, AuditLog, AuditRecord, AuditUnavailable, VerifyResult
 from server.governance.canonical import Redactor, args_digest, canonical_json, redact
 from server.governance.policy import (
     DEFAULT_CATALOG,
@@ -39,6 +39,7 @@ __all__ = [
     "ApprovalError",
     "ApprovalRequest",
     "ApprovalStore",
+    "AuditKeyError",
     "AuditLog",
     "AuditRecord",
     "AuditUnavailable",

@@ -1,25 +1,35 @@
-"""The audit log: append-only, hash-chained records in SQLite, safe for several writing processes.
+"""The audit log: append-only, keyed hash-chained records in SQLite, safe for several writing processes.
 
-Every record is a JSON object ``{"seq", "ts", "kind", "prev_hash", ...fields}``; its hash is
+Every record is a JSON object ``{"seq", "ts", "kind", "prev_hash", ...fields}``; its hash is a MAC made with
+the server's signing key (server/governance/keys.py), which never lives in the store:
 
-    hash = sha256_hex(prev_hash + canonical_json(record_without_hash))
+    hash = HMAC-SHA256(key, "audit.record" NUL prev_hash + canonical_json(record_without_hash))
 
-with ``prev_hash`` of record 1 = 64 zeros. The store (one SQLite file, WAL mode) has:
+with ``prev_hash`` of record 1 = 64 zeros. The store (one SQLite file, WAL mode, 0600 in a 0700 directory) has:
 
-- ``audit_log(seq INTEGER PRIMARY KEY, body TEXT, hash TEXT)``: ``body`` is the canonical JSON that was hashed;
-- ``audit_head(id=1, seq, hash)``: the chain's head, updated in the same transaction as each append, so
-  removing the last records (truncation) is detected too;
-- triggers refusing UPDATE and DELETE on ``audit_log`` (defence in depth: verify() catches what gets past).
+- ``audit_log(seq INTEGER PRIMARY KEY, body TEXT, hash TEXT)``: ``body`` is the canonical JSON that was MACed;
+- ``audit_head(id=1, seq, hash, seal)``: the chain's head, updated in the same transaction as each append and
+  sealed (``HMAC(key, "audit.head" NUL "seq:hash")``), so removing the last records and moving the head back
+  needs the key too;
+- ``steward_meta``: the schema version and the id of the key the store is sealed with (a replica started with
+  another key is refused);
+- triggers refusing UPDATE, DELETE and INSERT OR REPLACE on ``audit_log`` (defence in depth: verify() catches
+  what gets past them).
+
+Whoever can write the file but lacks the key can neither edit, rewrite (recomputed plain hashes do not
+verify), append, nor truncate the chain without `verify` naming the first bad record. What the store alone
+cannot show is a roll-back to an earlier complete copy of itself: `anchor()` prints a sealed head to keep
+elsewhere (a ticket, a WORM bucket), and `verify(expect_head=...)` proves the chain still contains it.
 
 Appends run in ``BEGIN IMMEDIATE`` transactions (the write lock is taken before the head is read), so the
 server and CLI processes can append concurrently without forking the chain. Durability is
 ``synchronous=FULL`` by default (every commit fsyncs the WAL); ``normal`` trades the last commits on
 power loss for speed (see BENCHMARKS.md).
 
-FAIL CLOSED: ``append`` raises `AuditUnavailable` when the record cannot be written; callers refuse the call.
-
-A plain hash chain can be recomputed by someone who can write the file; ``audit verify`` prints the head
-hash so it can be anchored elsewhere (a ticket, a WORM bucket) and compared later.
+FAIL CLOSED: every write first checks that the file at the store's path is still the one this process
+opened, and writable; a deleted, replaced or read-only store raises `AuditUnavailable` (callers refuse the
+call) until the file is back. A store in the old unkeyed format (schema 1) with records is refused for
+writing with a message saying how to archive it.
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ import json
 import logging
 import os
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -37,12 +48,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Self
 
-from server.governance.canonical import Redactor, args_digest, canonical_json, scrub_text, sha256_hex
+from server.governance.canonical import Redactor, args_digest, canonical_json, scrub_text
+from server.governance.keys import SigningKey, SigningKeyError, check_seal, load_signing_key, seal
 
 log = logging.getLogger(__name__)
 
 GENESIS_HASH = "0" * 64
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 1: plain sha256 chain, unsealed head; 2: keyed chain, sealed head, key id in steward_meta
+RECORD_PURPOSE, HEAD_PURPOSE, ANCHOR_PURPOSE = "audit.record", "audit.head", "audit.anchor"
+ANCHOR_PREFIX = "steward-anchor-v1"
 RESERVED_FIELDS = frozenset({"seq", "ts", "kind", "prev_hash", "hash"})
 
 # Record kinds and the fields each must carry (more fields are allowed).
@@ -50,6 +64,7 @@ RECORD_KINDS: Mapping[str, frozenset[str]] = {
     "tool_call.intent": frozenset({"call_id", "principal", "tool", "arguments", "args_digest"}),
     "tool_call.decision": frozenset({"call_id", "principal", "tool", "effect"}),
     "tool_call.outcome": frozenset({"call_id", "tool", "status"}),
+    "tool_call.refused": frozenset({"principal", "tool", "reason"}),  # answered before the call path
     "tableau_request": frozenset({"method", "path", "status", "duration_ms", "attempt"}),
     "approval.created": frozenset({"approval_id", "tool", "args_digest", "requester"}),
     "approval.approved": frozenset({"approval_id", "approver"}),
@@ -73,7 +88,8 @@ CREATE TABLE IF NOT EXISTS audit_log (
 CREATE TABLE IF NOT EXISTS audit_head (
     id   INTEGER PRIMARY KEY CHECK (id = 1),
     seq  INTEGER NOT NULL,
-    hash TEXT NOT NULL
+    hash TEXT NOT NULL,
+    seal TEXT
 );
 CREATE TABLE IF NOT EXISTS steward_meta (
     key   TEXT PRIMARY KEY,
@@ -83,11 +99,25 @@ CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_log_no_replace BEFORE INSERT ON audit_log
+WHEN EXISTS (SELECT 1 FROM audit_log WHERE seq = NEW.seq)
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 """
 
 
 class AuditUnavailable(RuntimeError):
-    """The audit store cannot be opened or written. Callers must refuse the call (fail closed)."""
+    """The audit store cannot be opened or written. Callers must refuse the call (fail closed).
+
+    `public_reason` is a short reason without paths or library text, fit for a tool result.
+    """
+
+    def __init__(self, message: str, public_reason: str = "the audit store cannot be written") -> None:
+        super().__init__(message)
+        self.public_reason = public_reason
+
+
+class AuditKeyError(AuditUnavailable):
+    """The signing key is missing, or is not the key the store is sealed with."""
 
 
 @dataclass(frozen=True)
@@ -127,22 +157,62 @@ class VerifyResult:
     head_hash: str = GENESIS_HASH
 
 
-def record_hash(prev_hash: str, body: str) -> str:
-    return sha256_hex(prev_hash + body)
+def record_hash(key: SigningKey, prev_hash: str, body: str) -> str:
+    """The keyed link of a record: a MAC over the previous record's hash and this record's body."""
+    return seal(key, RECORD_PURPOSE, prev_hash + body)
+
+
+def head_seal(key: SigningKey, seq: int, hash_: str) -> str:
+    return seal(key, HEAD_PURPOSE, f"{seq}:{hash_}")
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A sealed (seq, hash) of the chain, printed by `audit anchor` to be kept outside the store."""
+
+    seq: int
+    hash: str
+    tag: str
+
+    def __str__(self) -> str:
+        return f"{ANCHOR_PREFIX}:{self.seq}:{self.hash}:{self.tag}"
+
+    @classmethod
+    def make(cls, key: SigningKey, seq: int, hash_: str) -> Anchor:
+        return cls(seq, hash_, seal(key, ANCHOR_PURPOSE, f"{key.key_id}:{seq}:{hash_}"))
+
+    @classmethod
+    def parse(cls, text: str) -> Anchor:
+        parts = text.strip().split(":")
+        if len(parts) != 4 or parts[0] != ANCHOR_PREFIX or not parts[1].isdigit():
+            raise ValueError(
+                f"not an audit anchor (expected '{ANCHOR_PREFIX}:SEQ:HASH:SEAL' as printed by `audit anchor`)"
+            )
+        return cls(int(parts[1]), parts[2], parts[3])
+
+    def sealed_by(self, key: SigningKey) -> bool:
+        return check_seal(key, ANCHOR_PURPOSE, f"{key.key_id}:{self.seq}:{self.hash}", self.tag)
 
 
 def utc_now_iso(clock: Callable[[], float] = time.time) -> str:
     return datetime.fromtimestamp(clock(), tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def verify_chain(rows: Iterable[tuple[int, str, str]], head: tuple[int, str] | None) -> VerifyResult:
-    """Walk ``(seq, body, hash)`` rows in seq order and compare the end with the head anchor.
+def verify_chain(
+    rows: Iterable[tuple[int, str, str]],
+    head: tuple[int, str, str | None] | None,
+    key: SigningKey,
+    expect: Anchor | None = None,
+) -> VerifyResult:
+    """Walk ``(seq, body, hash)`` rows in seq order and compare the end with the sealed head.
 
     Reports the FIRST broken link: a missing seq (deletion), a body whose seq is not its row's
-    (reordering), a prev_hash that is not the previous hash, a hash that does not match the body
-    (edit), or a head that points past the last record (truncation).
+    (reordering), a prev_hash that is not the previous hash, a hash that is not the key's MAC of the body
+    (edit, rewrite, forged append), a head that points past the last record (truncation), a head whose
+    seal is not the key's; and, with `expect`, an anchored record that is gone or differs (roll-back).
     """
     expected, prev, checked = 1, GENESIS_HASH, 0
+    anchored: str | None = None
 
     def bad(seq: int | None, reason: str) -> VerifyResult:
         return VerifyResult(
@@ -167,15 +237,28 @@ def verify_chain(rows: Iterable[tuple[int, str, str]], head: tuple[int, str] | N
             )
         if data.get("prev_hash") != prev:
             return bad(seq, f"record {seq} does not link to record {seq - 1} (prev_hash mismatch)")
-        if record_hash(prev, body) != hash_:
-            return bad(seq, f"record {seq} does not match its hash (edited)")
+        if not check_seal(key, RECORD_PURPOSE, prev + body, hash_):
+            return bad(seq, f"record {seq} does not match its keyed hash (edited, rewritten or forged)")
+        if expect is not None and seq == expect.seq:
+            anchored = hash_
         prev, expected, checked = hash_, expected + 1, checked + 1
     last = expected - 1
+    if expect is not None:
+        if anchored is None:
+            return bad(
+                last + 1,
+                f"the anchored record {expect.seq} is not in the log (it ends at {last}): records were "
+                "removed or the store was rolled back",
+            )
+        if anchored != expect.hash:
+            return bad(expect.seq, f"record {expect.seq} differs from the anchored one (the chain was rewritten)")
     if head is None:
         if last:
             return bad(last, "the head anchor is missing (the audit_head table was emptied)")
         return VerifyResult(True, 0, None, "empty log", 0, GENESIS_HASH)
-    head_seq, head_hash = head
+    head_seq, head_hash, head_tag = head
+    if not check_seal(key, HEAD_PURPOSE, f"{head_seq}:{head_hash}", head_tag):
+        return bad(head_seq or None, "the head anchor is not sealed by this key (edited)")
     if head_seq > last:
         span = f"{last + 1}" if head_seq == last + 1 else f"{last + 1}..{head_seq}"
         return bad(
@@ -192,16 +275,19 @@ def verify_chain(rows: Iterable[tuple[int, str, str]], head: tuple[int, str] | N
 
 
 class AuditLog:
-    """The append-only, hash-chained audit log. One instance (one connection) per process; thread-safe.
+    """The append-only, keyed hash-chained audit log. One instance (one connection) per process; thread-safe.
 
-    `open(path)` creates the store (and its directory) when missing. `readonly=True` opens with
-    ``mode=ro`` (CLI verify/tail/export): appends then raise AuditUnavailable.
+    `open(path)` creates the store (0600, and its directory 0700) when missing. `key` is the signing key;
+    without one it is loaded as the server loads it (`load_signing_key`: $STEWARD_SIGNING_KEY or the key
+    file, created on first start). `readonly=True` opens with ``mode=ro`` (CLI verify/tail/export): appends
+    then raise AuditUnavailable, and a missing key only matters to `verify` and `anchor`.
     """
 
     def __init__(
         self,
         path: Path,
         *,
+        key: SigningKey | None = None,
         readonly: bool = False,
         synchronous: str = "full",
         redact: Iterable[str] = (),
@@ -216,9 +302,21 @@ class AuditLog:
         self.redactor = Redactor(redact)
         self.busy_timeout = busy_timeout
         self.clock = clock
+        self._key_problem = ""  # why a reader has no key (shown by `key` when verifying needs one)
+        if key is None:
+            try:
+                key = load_signing_key(self.path, create=not readonly)
+            except SigningKeyError as exc:
+                if not readonly:
+                    raise AuditKeyError(str(exc), "the signing key is missing or unusable") from None
+                self._key_problem = str(exc)  # readers may go without one (tail, export)
+        self._key = key
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
+        self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the file this process opened
+        self._last_written: tuple[int, str] | None = None  # (seq, hash) of this process's last append
+        self.schema_version = SCHEMA_VERSION
         self._stale: list[
             sqlite3.Connection
         ] = []  # connections inherited through fork: never used, never closed
@@ -229,6 +327,7 @@ class AuditLog:
         cls,
         path: str | Path,
         *,
+        key: SigningKey | None = None,
         readonly: bool = False,
         synchronous: str = "full",
         redact: Iterable[str] = (),
@@ -238,12 +337,24 @@ class AuditLog:
         """Open (or create) the store at `path`. Raises AuditUnavailable when that is impossible."""
         return cls(
             Path(path),
+            key=key,
             readonly=readonly,
             synchronous=synchronous,
             redact=redact,
             busy_timeout=busy_timeout,
             clock=clock,
         )
+
+    @property
+    def key(self) -> SigningKey:
+        """The signing key this store is sealed with (approval records are sealed with it too)."""
+        if self._key is None:
+            raise AuditKeyError(
+                f"cannot check {self.path} without the server's signing key ({self._key_problem}); set "
+                "STEWARD_SIGNING_KEY or STEWARD_SIGNING_KEY_FILE to the key the server uses",
+                "the signing key is missing",
+            )
+        return self._key
 
     # -- connection -----------------------------------------------------------------------------------------
 
@@ -260,33 +371,142 @@ class AuditLog:
                     check_same_thread=False,
                 )
             else:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                _create_private(self.path)
                 conn = sqlite3.connect(
                     str(self.path), timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
                 )
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-            if not self.readonly:
+            if self.readonly:
+                self.schema_version = _schema_version(conn)
+            else:
                 mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
                 if str(mode).lower() != "wal":
                     log.warning("audit store %s is not in WAL mode (%s)", self.path, mode)
                 conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
+                conn.execute("BEGIN IMMEDIATE")
                 try:
-                    conn.executescript(
-                        "BEGIN IMMEDIATE;\n"
-                        + _SCHEMA
-                        + f"INSERT OR IGNORE INTO steward_meta (key, value) VALUES ('audit_schema', '{SCHEMA_VERSION}');\n"
-                        + "COMMIT;"
-                    )
+                    self._prepare_store(conn)
+                    conn.execute("COMMIT")
                 except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
+                    conn.execute("ROLLBACK")
+                    conn.close()
                     raise
+            identity = _file_identity(self.path)
         except AuditUnavailable:
             raise
         except (sqlite3.Error, OSError) as exc:
             raise AuditUnavailable(f"cannot open the audit store {self.path}: {exc}") from None
-        self._conn, self._pid = conn, os.getpid()
+        self._conn, self._pid, self._identity = conn, os.getpid(), identity
         return conn
+
+    def _prepare_store(self, conn: sqlite3.Connection) -> None:
+        """Create the schema, or check an existing store is keyed with this key (inside BEGIN IMMEDIATE)."""
+        has_log = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'audit_log'").fetchone() is not None
+        records = conn.execute("SELECT count(*) FROM audit_log").fetchone()[0] if has_log else 0
+        version = _schema_version(conn) if has_log else SCHEMA_VERSION
+        if version < SCHEMA_VERSION and records:
+            raise AuditUnavailable(
+                f"the audit store {self.path} holds {records} records in the old unkeyed format (schema {version}), "
+                "which this version neither extends nor verifies. Archive it (`tableau-steward audit export "
+                f"--store {self.path} -o old-audit.jsonl`), move the file and its -wal/-shm files aside, and start "
+                "again: a new keyed store is created.",
+                "the audit store is in an old format",
+            )
+        if has_log:
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(audit_head)")}
+            if "seal" not in columns:  # an empty schema-1 store: upgrade it in place
+                conn.execute("ALTER TABLE audit_head ADD COLUMN seal TEXT")
+        for statement in _schema_statements():
+            conn.execute(statement)
+        conn.execute(
+            "INSERT INTO steward_meta (key, value) VALUES ('audit_schema', ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (str(SCHEMA_VERSION),),
+        )
+        stored = conn.execute("SELECT value FROM steward_meta WHERE key = 'audit_key_id'").fetchone()
+        if stored is None and records:
+            raise AuditKeyError(
+                f"the audit store {self.path} has records but no key id: its steward_meta table was edited. "
+                "Run `tableau-steward audit verify` with the server's key to see what else changed.",
+                "the audit store was tampered with",
+            )
+        if stored is None:
+            conn.execute("INSERT INTO steward_meta (key, value) VALUES ('audit_key_id', ?)", (self.key.key_id,))
+        else:
+            self._check_key_id(stored[0])
+        self.schema_version = SCHEMA_VERSION
+
+    def _check_key_id(self, stored: str) -> None:
+        if stored != self.key.key_id:
+            raise AuditKeyError(
+                f"the audit store {self.path} is sealed with signing key {stored}, but this process has key "
+                f"{self.key.key_id} (from {self.key.source}). Every server and CLI sharing a store needs the same key: "
+                "copy the key file or set STEWARD_SIGNING_KEY.",
+                "the signing key is not the audit store's key",
+            )
+
+    def stored_key_id(self) -> str | None:
+        with self._lock:
+            row = self._read("SELECT value FROM steward_meta WHERE key = 'audit_key_id'").fetchone()
+        return row[0] if row else None
+
+    def check_present(self) -> None:
+        """Raise AuditUnavailable unless the file at `path` is still the store this process opened, writable.
+
+        SQLite keeps writing to a deleted file through its open descriptor, and to a file made read-only
+        after opening, so without this check records would silently go nowhere. When a different file sits
+        at the path, it is taken over only if it holds this process's last record (the store was moved away
+        and back, or restored from a copy made after that record).
+        """
+        try:
+            info = os.stat(self.path)
+        except FileNotFoundError:
+            raise AuditUnavailable(
+                f"the audit store {self.path} was deleted while the server runs; calls are refused until it is "
+                "restored (or the server restarted on a new store)",
+                "the audit store file was deleted",
+            ) from None
+        except OSError as exc:
+            raise AuditUnavailable(f"cannot check the audit store {self.path}: {exc}") from None
+        if (info.st_dev, info.st_ino) != self._identity:
+            self._reattach()
+        # The mode bit too: root's os.access ignores it, but a store chmodded read-only means "stop writing".
+        if not info.st_mode & stat.S_IWUSR or not os.access(self.path, os.W_OK):
+            raise AuditUnavailable(
+                f"the audit store {self.path} is not writable; calls are refused until it is writable again",
+                "the audit store is not writable",
+            )
+
+    def _reattach(self) -> None:
+        replaced = AuditUnavailable(
+            f"the audit store {self.path} was replaced by another file while the server runs; calls are refused "
+            "until the original store is back (or the server is restarted)",
+            "the audit store file was replaced",
+        )
+        try:
+            candidate = sqlite3.connect(
+                str(self.path), timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+            )
+            try:
+                key_row = candidate.execute("SELECT value FROM steward_meta WHERE key = 'audit_key_id'").fetchone()
+                if self._last_written is None:
+                    same = False
+                else:
+                    row = candidate.execute(
+                        "SELECT hash FROM audit_log WHERE seq = ?", (self._last_written[0],)
+                    ).fetchone()
+                    same = row is not None and row[0] == self._last_written[1]
+            finally:
+                candidate.close()
+        except sqlite3.Error:
+            raise replaced from None
+        if key_row is None or key_row[0] != self.key.key_id or not same:
+            raise replaced
+        log.warning("the audit store %s is back (it holds this server's last record); writing to it again", self.path)
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        self._connect()
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -321,6 +541,8 @@ class AuditLog:
         with (
             self._lock
         ):  # a read-only store is refused by SQLite itself ("attempt to write a readonly database")
+            if not self.readonly:
+                self.check_present()
             try:
                 conn = self.conn
                 conn.execute("BEGIN IMMEDIATE")
@@ -330,6 +552,8 @@ class AuditLog:
             try:
                 yield tx
                 conn.execute("COMMIT")
+                if tx.last is not None:
+                    self._last_written = tx.last
             except BaseException as exc:
                 try:
                     conn.execute("ROLLBACK")
@@ -413,9 +637,10 @@ class AuditLog:
             **extra,
         )
 
-    def record_tableau_request(self, event: Any) -> AuditRecord:
+    def record_tableau_request(self, event: Any, *, principal: str | None = None) -> AuditRecord:
         """`tableau_request` from a server.tableau RequestEvent (method, path, query, status, duration_ms,
-        attempt, operation_id, error); `operation_id` is the call id of the enclosing tool call."""
+        attempt, operation_id, error); `operation_id` is the call id of the enclosing tool call, `principal`
+        who made that call."""
         return self.append(
             "tableau_request",
             method=event.method,
@@ -426,12 +651,13 @@ class AuditLog:
             attempt=event.attempt,
             call_id=getattr(event, "operation_id", None),
             error=getattr(event, "error", None),
+            principal=principal,
         )
 
     # -- reading ---------------------------------------------------------------------------------------------
 
     def head(self) -> tuple[int, str]:
-        """(seq, hash) of the last record, (0, GENESIS_HASH) when empty."""
+        """(seq, hash) of the last record, (0, GENESIS_HASH) when empty (as stored: `verify` checks it)."""
         with self._lock:
             row = self._read("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
         return (row[0], row[1]) if row else (0, GENESIS_HASH)
@@ -442,20 +668,58 @@ class AuditLog:
         except sqlite3.Error as exc:
             raise AuditUnavailable(f"cannot read the audit store {self.path}: {exc}") from None
 
-    def verify(self) -> VerifyResult:
-        """Walk the whole chain; report the first broken link (edit, deletion, reordering, truncation)."""
+    def _check_verifiable(self, conn: sqlite3.Connection) -> None:
+        if self.schema_version < SCHEMA_VERSION:
+            raise AuditUnavailable(
+                f"the audit store {self.path} is in the old unkeyed format (schema {self.schema_version}): it has "
+                "no keyed chain to verify; `audit export` still reads it",
+                "the audit store is in an old format",
+            )
+        key = self.key
+        row = conn.execute("SELECT value FROM steward_meta WHERE key = 'audit_key_id'").fetchone()
+        if row is None:
+            if conn.execute("SELECT 1 FROM audit_log LIMIT 1").fetchone() is not None:
+                raise AuditKeyError(
+                    f"the audit store {self.path} has records but no key id (steward_meta was edited)",
+                    "the audit store was tampered with",
+                )
+            return
+        if row[0] != key.key_id:
+            self._check_key_id(row[0])
+
+    def verify(self, expect_head: Anchor | str | None = None) -> VerifyResult:
+        """Walk the whole chain with the key; report the first broken link (edit, rewrite, forged append,
+        deletion, reordering, truncation, an unsealed head) and, with `expect_head` (an anchor from
+        `anchor()`), whether the anchored record is still in the chain unchanged.
+
+        Raises AuditKeyError without the store's key, and ValueError for an anchor that is malformed or
+        not sealed by this key."""
+        expect = Anchor.parse(expect_head) if isinstance(expect_head, str) else expect_head
+        if expect is not None and not expect.sealed_by(self.key):
+            raise ValueError("the expected head is not an anchor sealed by this store's key (forged or mistyped)")
         with self._lock:
             conn = self.conn
             try:
                 conn.execute("BEGIN")  # one consistent snapshot for rows and head
-                head_row = conn.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
+                self._check_verifiable(conn)
+                head_row = conn.execute("SELECT seq, hash, seal FROM audit_head WHERE id = 1").fetchone()
                 rows = conn.execute("SELECT seq, body, hash FROM audit_log ORDER BY seq")
-                return verify_chain(rows, (head_row[0], head_row[1]) if head_row else None)
+                head = (head_row[0], head_row[1], head_row[2]) if head_row else None
+                return verify_chain(rows, head, self.key, expect)
             except sqlite3.Error as exc:
                 raise AuditUnavailable(f"cannot read the audit store {self.path}: {exc}") from None
             finally:
                 if conn.in_transaction:
                     conn.execute("COMMIT")
+
+    def anchor(self) -> Anchor:
+        """A sealed copy of the current head, after verifying the chain (refuses to anchor a broken one)."""
+        result = self.verify()
+        if not result.ok:
+            raise AuditUnavailable(
+                f"refusing to anchor a broken chain: {result.reason}", "the audit chain is broken"
+            )
+        return Anchor.make(self.key, result.head_seq, result.head_hash)
 
     def records(self, after_seq: int = 0, limit: int | None = None) -> list[AuditRecord]:
         sql = "SELECT body, hash FROM audit_log WHERE seq > ? ORDER BY seq"
@@ -510,21 +774,31 @@ class _Tx:
 
     def __init__(self, log_: AuditLog, conn: sqlite3.Connection) -> None:
         self.log, self.conn = log_, conn
+        self.last: tuple[int, str] | None = None  # the last record appended in this transaction
 
     def append(self, kind: str, **fields: Any) -> AuditRecord:
         clean = self.log._prepare(kind, fields)
         row = self.conn.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
         prev_seq, prev_hash = (row[0], row[1]) if row else (0, GENESIS_HASH)
+        written = self.log._last_written
+        if written is not None and prev_seq < written[0]:
+            raise AuditUnavailable(
+                f"the head of the audit store {self.log.path} moved back from {written[0]} to {prev_seq} while this "
+                "process writes to it: records were removed. Calls are refused; run `tableau-steward audit verify`.",
+                "the audit store was tampered with",
+            )
         seq = prev_seq + 1
         ts = utc_now_iso(self.log.clock)
         body = canonical_json({**clean, "seq": seq, "ts": ts, "kind": kind, "prev_hash": prev_hash})
-        hash_ = record_hash(prev_hash, body)
+        key = self.log.key
+        hash_ = record_hash(key, prev_hash, body)
         self.conn.execute("INSERT INTO audit_log (seq, body, hash) VALUES (?, ?, ?)", (seq, body, hash_))
         self.conn.execute(
-            "INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?) ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, "
-            "hash = excluded.hash",
-            (seq, hash_),
+            "INSERT INTO audit_head (id, seq, hash, seal) VALUES (1, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
+            "seq = excluded.seq, hash = excluded.hash, seal = excluded.seal",
+            (seq, hash_, head_seal(key, seq, hash_)),
         )
+        self.last = (seq, hash_)
         return AuditRecord(seq, ts, kind, prev_hash, hash_, clean)
 
 
@@ -533,3 +807,41 @@ def _cut(text: str | None) -> str | None:
         return None
     text = scrub_text(str(text))
     return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 3] + "..."
+
+
+def _schema_statements() -> list[str]:
+    """`_SCHEMA` split into statements (triggers keep their inner ';'), to run inside one transaction."""
+    statements, current = [], ""
+    for line in _SCHEMA.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    return statements
+
+
+def _schema_version(conn: sqlite3.Connection) -> int:
+    try:
+        row = conn.execute("SELECT value FROM steward_meta WHERE key = 'audit_schema'").fetchone()
+    except sqlite3.OperationalError:  # no steward_meta: a store from before it existed
+        return 1
+    return int(row[0]) if row and str(row[0]).isdigit() else 1
+
+
+def _create_private(path: Path) -> None:
+    """Create the store's directory (0700) and file (0600) when missing, before SQLite opens it.
+
+    SQLite gives its -wal and -shm files the database file's permissions, so they are private too.
+    """
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o700)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
+def _file_identity(path: Path) -> tuple[int, int]:
+    info = os.stat(path)
+    return info.st_dev, info.st_ino

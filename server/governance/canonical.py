@@ -12,6 +12,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import unquote
 
 REDACTED = "[REDACTED]"
 
@@ -39,6 +40,11 @@ SECRET_NAME_SUFFIXES: tuple[str, ...] = ("auth", "pat", "pwd", "bearer", "sessio
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}")
 _URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@")
+# `name=value` pairs sit between these in query strings and free text; a name is the run of these
+# characters just before its '='.
+_PARAM_SEPARATORS = re.compile(r"([&;?#\s])")
+_PARAM_NAME = re.compile(r"[A-Za-z0-9_.\-\[\]]*$")
+MAX_DECODE_ROUNDS = 3  # percent-decoding rounds tried, for values encoded twice or three times
 
 
 def canonical_json(value: Any) -> str:
@@ -72,12 +78,46 @@ def is_secret_name(name: str, extra: Iterable[str] = ()) -> bool:
     return norm in {_normalise(e) for e in extra}
 
 
-def scrub_text(text: str) -> str:
-    """Replace JWTs, bearer/basic credentials and user:password@ in URLs inside free text."""
+def _scrub_plain(text: str) -> str:
     if "eyJ" in text:
         text = _JWT.sub(REDACTED, text)
     text = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
-    return _URL_CREDENTIALS.sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
+    text = _URL_CREDENTIALS.sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
+    return _scrub_params(text) if "=" in text else text
+
+
+def _scrub_params(text: str) -> str:
+    """Redact the value after every secret-looking `name=` ('a=password=x' too, as a decoded value can be)."""
+    pieces = _PARAM_SEPARATORS.split(text)
+    for index, piece in enumerate(pieces):
+        if "=" not in piece:
+            continue
+        parts = piece.split("=")
+        for i in range(len(parts) - 1):
+            name = _PARAM_NAME.search(parts[i]).group(0)  # type: ignore[union-attr]  (always matches)
+            if name and is_secret_name(name) and any(parts[i + 1 :]):
+                parts[i + 1 :] = [REDACTED]  # the whole value, base64 padding ('abc==') included
+                break
+        pieces[index] = "=".join(parts)
+    return "".join(pieces)
+
+
+def scrub_text(text: str) -> str:
+    """Replace JWTs, bearer/basic credentials, user:password@ in URLs and secret-looking `name=value`
+    parameters inside free text and query strings, also when they are percent-encoded (once or more).
+
+    Text whose decoded form hides a secret is stored decoded and scrubbed; other text is left as it was.
+    """
+    scrubbed = _scrub_plain(text)
+    decoded = text
+    for _ in range(MAX_DECODE_ROUNDS):
+        if "%" not in decoded:
+            break
+        decoded = unquote(decoded)
+        clean = _scrub_plain(decoded)
+        if clean != decoded:
+            return clean
+    return scrubbed
 
 
 class Redactor:

@@ -3,14 +3,15 @@
     tableau-steward policy check [FILE]
     tableau-steward policy explain --tool T [--args JSON] [--principal P] [--facts JSON]
     tableau-steward policy hash-token [--principal P] [--role R ...] [--generate]   (token on stdin)
-    tableau-steward audit verify | tail [-n N] [--follow] [--json] | export --format jsonl [--output F]
-    tableau-steward approvals list [--status S] | show ID | approve ID --as NAME [--reason R]
-                              | deny ID --as NAME --reason R
+    tableau-steward audit verify [--expect-head ANCHOR] | anchor | tail [-n N] [--follow] [--json]
+                          | export --format jsonl [--output F]
+    tableau-steward approvals list [--status S] | show ID | approve ID [--reason R] | deny ID --reason R
+                              (through the server's admin API, with an admin token: approvals_cli.py)
 
 The policy file is --policy (or the positional FILE of `policy check`), else $STEWARD_POLICY, else
 ./policies.yaml. Audit and approval commands use the policy's audit store unless --store is given.
-The approvals commands are the approval surface: whoever runs them can write the store, and
-`--as` names the approver the policy must list (see docs/GOVERNANCE.md).
+The approvals commands never write the store: the server decides, as the principal of the admin token
+the command sends (see docs/GOVERNANCE.md).
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from server.governance.approvals import STATUSES, ApprovalError, ApprovalRequest, ApprovalStore
-from server.governance.audit import AuditLog, AuditRecord, AuditUnavailable
+from server.governance import approvals, approvals_cli
+from server.governance.audit import ANCHOR_PREFIX, AuditLog, AuditRecord, AuditUnavailable
+from server.governance.display import escape_controls
 from server.governance.policy import (
     CONDITION_FACTS,
     DEFAULT_CATALOG,
@@ -55,7 +57,7 @@ def known_tools() -> Mapping[str, ToolInfo]:
 def register(subparsers: argparse._SubParsersAction) -> None:
     _register_policy(subparsers)
     _register_audit(subparsers)
-    _register_approvals(subparsers)
+    approvals_cli.register(subparsers)
 
 
 def _policy_option(parser: argparse.ArgumentParser) -> None:
@@ -94,6 +96,14 @@ def _register_policy(subparsers: argparse._SubParsersAction) -> None:
     token.add_argument("--principal", default="CHANGE-ME", help="The principal the token authenticates.")
     token.add_argument("--role", action="append", default=[], help="A role for the principal (repeatable).")
     token.add_argument(
+        "--audience",
+        choices=["mcp", "admin"],
+        default="mcp",
+        help="mcp (default): the token calls tools over HTTP. admin: the token approves and denies requests "
+        "through the admin API (`tableau-steward approvals`); it can never call a tool, and an mcp token never "
+        "decides.",
+    )
+    token.add_argument(
         "--generate",
         action="store_true",
         help="Generate a new random token instead of reading one from stdin.",
@@ -105,9 +115,23 @@ def _register_audit(subparsers: argparse._SubParsersAction) -> None:
     audit = subparsers.add_parser("audit", help="Verify, read and export the audit log.")
     sub = audit.add_subparsers(dest="audit_command", required=True, metavar="SUBCOMMAND")
 
-    verify = sub.add_parser("verify", help="Check the hash chain; exit 1 naming the first bad record.")
+    verify = sub.add_parser(
+        "verify", help="Check the keyed hash chain (needs the signing key); exit 1 naming the first bad record."
+    )
     _store_options(verify)
+    verify.add_argument(
+        "--expect-head",
+        metavar="ANCHOR",
+        help="An anchor printed earlier by `audit anchor` (or a file holding it): the chain must still contain "
+        "that record unchanged, which catches a roll-back to an older copy of the store.",
+    )
     verify.set_defaults(handler=cmd_audit_verify)
+
+    anchor = sub.add_parser(
+        "anchor", help="Verify the chain and print its sealed head, to keep outside the store (a ticket, a bucket)."
+    )
+    _store_options(anchor)
+    anchor.set_defaults(handler=cmd_audit_anchor)
 
     tail = sub.add_parser("tail", help="Print the last records (and, with --follow, new ones as they come).")
     _store_options(tail)
@@ -121,35 +145,6 @@ def _register_audit(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--format", choices=["jsonl"], default="jsonl")
     export.add_argument("--output", "-o", help="Write to this file instead of stdout.")
     export.set_defaults(handler=cmd_audit_export)
-
-
-def _register_approvals(subparsers: argparse._SubParsersAction) -> None:
-    approvals = subparsers.add_parser("approvals", help="List, inspect, approve and deny gated calls.")
-    sub = approvals.add_subparsers(dest="approvals_command", required=True, metavar="SUBCOMMAND")
-
-    listing = sub.add_parser("list", help="Approval requests, newest first.")
-    _store_options(listing)
-    listing.add_argument("--status", choices=STATUSES)
-    listing.set_defaults(handler=cmd_approvals_list)
-
-    show = sub.add_parser("show", help="One request: arguments, preview, decisions, result.")
-    _store_options(show)
-    show.add_argument("id")
-    show.set_defaults(handler=cmd_approvals_show)
-
-    approve = sub.add_parser("approve", help="Approve a pending request as an approver named by the policy.")
-    _store_options(approve)
-    approve.add_argument("id")
-    approve.add_argument("--as", dest="actor", required=True, metavar="NAME", help="The approving principal.")
-    approve.add_argument("--reason", default=None)
-    approve.set_defaults(handler=cmd_approvals_approve)
-
-    deny = sub.add_parser("deny", help="Deny a pending request (or revoke an approval that has not run).")
-    _store_options(deny)
-    deny.add_argument("id")
-    deny.add_argument("--as", dest="actor", required=True, metavar="NAME")
-    deny.add_argument("--reason", required=True)
-    deny.set_defaults(handler=cmd_approvals_deny)
 
 
 # -- helpers ---------------------------------------------------------------------------------------------------
@@ -170,28 +165,6 @@ def _open_log(args: argparse.Namespace, *, readonly: bool) -> AuditLog:
     return AuditLog.open(
         policy.audit_path, readonly=readonly, synchronous=policy.audit_synchronous, redact=policy.redact_names
     )
-
-
-def _store_path(args: argparse.Namespace, policy: Policy | None) -> Path:
-    if args.store:
-        return Path(args.store)
-    assert policy is not None
-    return policy.audit_path
-
-
-def _open_store(args: argparse.Namespace, *, readonly: bool) -> tuple[ApprovalStore | None, Policy | None]:
-    """The approval store (None when reading and no store exists yet) and the policy (None with --store only)."""
-    policy = _load(args.policy) if (args.policy or not args.store or not readonly) else None
-    path = _store_path(args, policy)
-    if readonly and not path.exists():
-        return None, policy
-    if policy is not None and not args.store:
-        log = AuditLog.open(
-            path, readonly=readonly, synchronous=policy.audit_synchronous, redact=policy.redact_names
-        )
-    else:
-        log = AuditLog.open(path, readonly=readonly)
-    return ApprovalStore(log), policy
 
 
 def _when(value: datetime) -> str:
@@ -227,6 +200,7 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
         + (f" roles {sorted(local.roles)}" if local else "")
     )
     print(f"  HTTP token principals: {', '.join(summary['token_principals']) or '(none)'}")
+    print(f"  admin token principals: {', '.join(summary['admin_token_principals']) or '(none: no approver can decide yet)'}")
     print(f"  rules ({len(policy.rules)}):")
     for rule in summary["rules"]:
         who = ", ".join([*(f"role:{r}" for r in rule["roles"]), *rule["principals"]])
@@ -358,26 +332,60 @@ def cmd_policy_hash_token(args: argparse.Namespace) -> int:
     print(f"- hash: {hash_token(token)}")
     print(f"  principal: {args.principal}")
     print(f"  roles: [{roles}]")
+    if args.audience != "mcp":
+        print(f"  audience: {args.audience}")
     return 0
 
 
 # -- audit ---------------------------------------------------------------------------------------------------------
 
 
+def _expected_head(value: str | None) -> str | None:
+    """`--expect-head` is the anchor itself or the path of a file holding it."""
+    if value is None or value.startswith(ANCHOR_PREFIX):
+        return value
+    try:
+        return Path(value).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"--expect-head is neither an anchor nor a readable file: {exc.strerror}") from None
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     try:
         log = _open_log(args, readonly=True)
-        result = log.verify()
-    except (PolicyError, AuditUnavailable) as exc:
+        result = log.verify(expect_head=_expected_head(args.expect_head))
+        tampered = approvals.ApprovalStore(log).integrity_problems() if result.ok else []
+    except (PolicyError, AuditUnavailable, ValueError) as exc:
         _err(str(exc))
         return 1
-    if result.ok:
+    for request_id, problems in tampered:
+        print(escape_controls(f"TAMPERED approval request {request_id}: {'; '.join(problems)}"))
+    if result.ok and not tampered:
         print(f"OK: {result.reason}; head seq {result.head_seq} hash {result.head_hash}")
         return 0
+    if result.ok:
+        print(f"BROKEN: {len(tampered)} approval request(s) do not match their seals (the server never runs them)")
+        return 1
     print(
         f"BROKEN at record {result.first_bad_seq}: {result.reason} ({result.checked} records verified before it)"
     )
     return 1
+
+
+def cmd_audit_anchor(args: argparse.Namespace) -> int:
+    try:
+        log = _open_log(args, readonly=True)
+        anchor = log.anchor()
+    except (PolicyError, AuditUnavailable) as exc:
+        _err(str(exc))
+        return 1
+    print(anchor)
+    print(
+        f"anchored record {anchor.seq}; keep this line outside the store and check it later with "
+        "`tableau-steward audit verify --expect-head ANCHOR`",
+        file=sys.stderr,
+    )
+    return 0
 
 
 def _line(record: AuditRecord) -> str:
@@ -399,11 +407,11 @@ def _line(record: AuditRecord) -> str:
         "call_id",
     ):
         if f.get(key) is not None:
-            parts.append(f"{key}={f[key]}")
+            parts.append(f"{key}={escape_controls(f[key])}")
     for key in ("reason", "error"):
         if f.get(key):
             parts.append(f"{key}={str(f[key])[:120]!r}")
-    return f"{record.seq:>6} {record.ts} {record.kind:<18} {' '.join(parts)}"
+    return f"{record.seq:>6} {record.ts} {escape_controls(record.kind):<18} {' '.join(parts)}"
 
 
 def cmd_audit_tail(args: argparse.Namespace) -> int:
@@ -438,83 +446,6 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
         _err(str(exc))
         return 1
     return 0
-
-
-# -- approvals --------------------------------------------------------------------------------------------------
-
-
-def _row(request: ApprovalRequest) -> str:
-    approvals = f"{len(request.approvers)}/{request.required_approvals}"
-    preview = request.preview if len(request.preview) <= 70 else request.preview[:67] + "..."
-    return (
-        f"{request.id}  {request.status:<9} {request.tool:<18} by {request.requester:<14} "
-        f"{approvals:>4}  expires {_when(request.expires_at)}  {preview}"
-    )
-
-
-def cmd_approvals_list(args: argparse.Namespace) -> int:
-    try:
-        store, _ = _open_store(args, readonly=True)
-        requests = store.list(args.status) if store else []
-    except (PolicyError, AuditUnavailable) as exc:
-        _err(str(exc))
-        return 1
-    if not requests:
-        print("no approval requests" + (f" with status {args.status}" if args.status else ""))
-    for request in requests:
-        print(_row(request))
-    return 0
-
-
-def cmd_approvals_show(args: argparse.Namespace) -> int:
-    try:
-        store, _ = _open_store(args, readonly=True)
-        request = store.get(args.id) if store else None
-    except (PolicyError, AuditUnavailable) as exc:
-        _err(str(exc))
-        return 1
-    if request is None:
-        _err(f"no approval request {args.id}")
-        return 1
-    print(_json(request.view()))
-    return 0
-
-
-def _decide(args: argparse.Namespace, approve: bool) -> int:
-    try:
-        store, policy = _open_store(args, readonly=False)
-        assert store is not None and policy is not None
-        if approve:
-            request = store.approve(args.id, args.actor, args.reason, policy)
-        else:
-            request = store.deny(args.id, args.actor, args.reason, policy)
-    except (PolicyError, AuditUnavailable) as exc:
-        _err(str(exc))
-        return 1
-    except ApprovalError as exc:
-        _err(f"refused: {exc}")
-        return 1
-    if approve and request.status == "approved":
-        print(
-            f"{request.id} approved ({len(request.approvers)} of {request.required_approvals}); the server runs it "
-            "at its next poll or when the requester calls get_request."
-        )
-    elif approve:
-        print(
-            f"{request.id}: approval recorded ({len(request.approvers)} of {request.required_approvals}); "
-            "another approver must also approve."
-        )
-    else:
-        print(f"{request.id} denied.")
-    return 0
-
-
-def cmd_approvals_approve(args: argparse.Namespace) -> int:
-    return _decide(args, approve=True)
-
-
-def cmd_approvals_deny(args: argparse.Namespace) -> int:
-    return _decide(args, approve=False)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,6 +19,8 @@ Facts and the conditions that need them (`when:` keys of a rule):
     group_name              group_name                 the target group's name, 'Administrators'
     content_kind            content_kind               'workbook', 'datasource', 'flow', 'view' or 'project'
     target_user_site_role   target_user_site_role      the target user's site role, 'Creator', 'Viewer', ...
+    group_minimum_site_role group_minimum_site_role    the site role the target group grants on sign-in
+                                                       (Tableau's grant-license mode), '' when it grants none
 
 A rule whose condition needs a fact the tool did not resolve (the field is None) fails closed: a
 `deny` or `require_approval` rule in that state turns the decision into a deny (nothing that a
@@ -26,6 +28,10 @@ restrictive rule might have caught slips through), and an `allow` rule simply do
 When the catalog declares which facts a tool resolves (`ToolInfo.facts`), a rule applies only to
 the tools that resolve every fact its conditions use, so `tools: ["*"]` with a `group_name`
 condition concerns only the group tools.
+
+Resources and prompts are read through the same rules: `resources:` and `prompts:` list their names
+(or globs, `"*"` for all) beside or instead of `tools:`, and `decide_read` answers allow or deny with the
+same precedence and the same default deny. Such a rule cannot require approval or carry conditions.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ import hmac
 import re
 import types
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -43,12 +49,14 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from server.governance import safe_yaml
 from server.governance.canonical import canonical_json, sha256_hex
 
 __all__ = [
     "CONDITION_FACTS",
     "DEFAULT_AUDIT_PATH",
     "DEFAULT_CATALOG",
+    "DEFAULT_READABLES",
     "CallFacts",
     "Decision",
     "Effect",
@@ -57,6 +65,7 @@ __all__ = [
     "Principal",
     "ToolInfo",
     "decide",
+    "decide_read",
     "default_policy_path",
     "hash_token",
     "load_policy",
@@ -82,7 +91,15 @@ SITE_ROLES: tuple[str, ...] = (
     "ReadOnly",
 )
 CONTENT_KINDS: tuple[str, ...] = ("workbook", "datasource", "flow", "view", "project")
-CONDITION_FACTS: tuple[str, ...] = ("project_path", "group_name", "content_kind", "target_user_site_role")
+CONDITION_FACTS: tuple[str, ...] = (
+    "project_path",
+    "group_name",
+    "content_kind",
+    "target_user_site_role",
+    "group_minimum_site_role",
+)
+# The facts whose patterns must match a Tableau site role.
+_SITE_ROLE_FACTS = frozenset({"target_user_site_role", "group_minimum_site_role"})
 
 
 # -- the tool catalog --------------------------------------------------------------------------------
@@ -114,8 +131,17 @@ DEFAULT_CATALOG: Mapping[str, ToolInfo] = MappingProxyType(
         "get_request": _READ,
         "refresh_and_wait": ToolInfo(is_write=True, facts=frozenset({"project_path", "content_kind"})),
         "add_user_to_group": ToolInfo(
-            is_write=True, facts=frozenset({"group_name", "target_user_site_role"})
+            is_write=True, facts=frozenset({"group_name", "target_user_site_role", "group_minimum_site_role"})
         ),
+    }
+)
+
+
+# What resources and prompts the server offers, by name (server/resources.py registers exactly these).
+DEFAULT_READABLES: Mapping[str, frozenset[str]] = MappingProxyType(
+    {
+        "resource": frozenset({"site_summary", "policy"}),
+        "prompt": frozenset({"audit_project_ownership", "why_cannot_user_access", "failed_refreshes"}),
     }
 )
 
@@ -145,6 +171,7 @@ class CallFacts:
     group_name: str | None = None
     content_kind: str | None = None
     target_user_site_role: str | None = None
+    group_minimum_site_role: str | None = None
     target_user: str | None = None
     target_name: str | None = None
 
@@ -275,10 +302,16 @@ class LocalSpec(_Strict):
     roles: StrList = []
 
 
+# What a bearer token may be used for: "mcp" calls tools; "admin" lists and decides approval requests
+# through the admin API. A token has exactly one audience, so neither can stand in for the other.
+TokenAudience = Literal["mcp", "admin"]
+
+
 class TokenSpec(_Strict):
     hash: str
     principal: Name
     roles: StrList = []
+    audience: TokenAudience = "mcp"
     description: str = ""
 
 
@@ -296,12 +329,15 @@ class ConditionSpec(_Strict):
     group_name: StrList | None = None
     content_kind: StrList | None = None
     target_user_site_role: StrList | None = None
+    group_minimum_site_role: StrList | None = None
 
 
 class RuleSpec(_Strict):
     id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")]
     description: str = ""
-    tools: StrList
+    tools: StrList = []
+    resources: StrList = []
+    prompts: StrList = []
     principals: StrList = []
     roles: StrList = []
     effect: Literal["allow", "deny", "require_approval"]
@@ -453,6 +489,11 @@ class CompiledRule:
     conditions: tuple[Condition, ...]
     exceptions: tuple[Condition, ...] = ()
     line: int | None = None
+    resources: frozenset[str] = frozenset()
+    prompts: frozenset[str] = frozenset()
+
+    def names_readable(self, kind: str, name: str) -> bool:
+        return name in (self.resources if kind == "resource" else self.prompts)
 
     def applies_to(self, principal: Principal) -> bool:
         return self.any_principal or principal.name in self.principals or bool(self.roles & principal.roles)
@@ -558,14 +599,19 @@ class Policy:
         name = self.spec.local.principal
         return Principal(name=name, roles=self.roles_of(name), via="local")
 
-    def principal_for_token(self, token: str) -> Principal | None:
-        """The principal an HTTP bearer token maps to, or None. Compares sha256 digests in constant time."""
+    def tokens_for(self, audience: TokenAudience) -> tuple[TokenSpec, ...]:
+        return tuple(t for t in self.tokens if t.audience == audience)
+
+    def principal_for_token(self, token: str, audience: TokenAudience = "mcp") -> Principal | None:
+        """The principal a bearer token of `audience` maps to, or None (also for a token of the other
+        audience: an admin token never calls tools, an MCP token never decides). Compares sha256 digests
+        in constant time."""
         if not token:
             return None
         digest = hash_token(token)
         found: TokenSpec | None = None
         for entry in self.tokens:  # no early exit: every entry is compared
-            if hmac.compare_digest(entry.hash.lower(), digest) and found is None:
+            if hmac.compare_digest(entry.hash.lower(), digest) and found is None and entry.audience == audience:
                 found = entry
         if found is None:
             return None
@@ -582,6 +628,21 @@ class Policy:
     def eligible_approvers(self) -> list[str]:
         return sorted(n for n in self.known_principals() if self.is_approver(n))
 
+    def with_tokens(self, extra: Iterable[TokenSpec]) -> Policy:
+        """This policy plus token entries held outside the file (the demo's one-run admin token).
+
+        The entries must name principals the policy knows and add no roles; the hash covers them, so the
+        audit shows that the effective policy is not the file alone.
+        """
+        extra = tuple(extra)
+        for entry in extra:
+            if entry.principal not in self._principal_roles or entry.roles:
+                raise PolicyError(f"an extra token must name a known principal and add no roles ({entry.principal})")
+        if {t.hash.lower() for t in extra} & {t.hash.lower() for t in self.tokens}:
+            raise PolicyError("an extra token shares a hash with a token of the policy")
+        payload = {"policy_hash": self.hash, "extra_tokens": [t.model_dump(mode="json") for t in extra]}
+        return replace(self, tokens=self.tokens + extra, hash=sha256_hex(canonical_json(payload)))
+
     def summary(self) -> dict[str, Any]:
         """A JSON-able description (no token hashes) for `policy check` and the server's policy resource."""
         return {
@@ -589,13 +650,16 @@ class Policy:
             "hash": self.hash,
             "mode": self.mode,
             "local_principal": self.spec.local.principal if self.spec.local else None,
-            "token_principals": sorted({t.principal for t in self.tokens}),
+            "token_principals": sorted({t.principal for t in self.tokens_for("mcp")}),
+            "admin_token_principals": sorted({t.principal for t in self.tokens_for("admin")}),
             "roles": sorted(self.spec.roles),
             "rules": [
                 {
                     "id": r.id,
                     "effect": r.effect,
                     "tools": sorted(r.tools),
+                    "resources": sorted(r.resources),
+                    "prompts": sorted(r.prompts),
                     "principals": ["*"] if r.any_principal else sorted(r.principals),
                     "roles": sorted(r.roles),
                     "when": {c.fact: list(c.patterns) for c in r.conditions},
@@ -700,6 +764,30 @@ def decide(
     )
 
 
+def decide_read(policy: Policy, principal: Principal, kind: str, name: str) -> Decision:
+    """May `principal` read resource `name` (kind "resource") or get prompt `name` (kind "prompt")? Pure.
+
+    deny > allow; no rule naming it for the principal = deny. Read-only mode does not concern reads.
+    """
+    if kind not in DEFAULT_READABLES or name not in DEFAULT_READABLES[kind]:
+        return Decision("deny", None, None, f"unknown {kind} '{name}'")
+    rules = [r for r in policy.rules if r.names_readable(kind, name) and r.applies_to(principal)]
+    trace = tuple(f"rule '{r.id}' ({r.effect}): names {kind} '{name}'" for r in rules)
+    for effect in ("deny", "allow"):
+        rule = next((r for r in rules if r.effect == effect), None)
+        if rule is not None:
+            verb = "denied" if effect == "deny" else "allowed"
+            return Decision(effect, rule.id, rule.description or None, f"{verb} by rule '{rule.id}'", trace=trace)
+    return Decision(
+        "deny", None, None, f"no rule lets principal '{principal.name}' read {kind} '{name}' (default deny)", trace=trace
+    )
+
+
+def readable(policy: Policy, principal: Principal, kind: str) -> set[str]:
+    """The resources or prompts to list for `principal`: those `decide_read` allows."""
+    return {name for name in DEFAULT_READABLES[kind] if decide_read(policy, principal, kind, name).allowed}
+
+
 def visible_tools(policy: Policy, principal: Principal) -> set[str]:
     """Tools to list for `principal`: those some allow or require_approval rule could grant, minus write
     tools in read-only mode and tools an unconditional deny rule always refuses. `decide` still checks
@@ -753,12 +841,13 @@ def parse_policy(
 
 def _parse_yaml(text: str, name: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node, data = safe_yaml.compose(text)  # bounded aliases, no Python tags
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        kind = "refused YAML" if isinstance(exc, safe_yaml.UnsafeYaml) else "YAML syntax error"
         raise PolicyError(
-            [Problem(name, mark.line + 1 if mark else None, f"YAML syntax error: {problem}")]
+            [Problem(name, mark.line + 1 if mark else None, f"{kind}: {problem}")]
         ) from None
     if node is None:
         raise PolicyError([Problem(name, None, "the file is empty (start from the shipped policies.yaml)")])
@@ -767,7 +856,6 @@ def _parse_yaml(text: str, name: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
     _index_lines(node, (), lines, problems, name)
     if problems:
         raise PolicyError(problems)
-    data = yaml.safe_load(text)
     if not isinstance(data, dict):
         raise PolicyError(
             [Problem(name, 1, "the top level must be a mapping of keys (version:, mode:, rules:, ...)")]
@@ -1037,10 +1125,6 @@ class _Compiler:
 
     def _select_tools(self, loc: tuple[Any, ...], patterns: list[str]) -> set[str]:
         selected: set[str] = set()
-        if not patterns:
-            self.problem(
-                loc, "a rule must name at least one tool (a name, a glob like 'list_*', '@read' or '@write')"
-            )
         for i, pattern in enumerate(patterns):
             here = loc + (i,)
             if pattern.startswith("@"):
@@ -1114,7 +1198,7 @@ class _Compiler:
                 )
             return re.compile(re.escape(pattern))
         regex = compile_name_glob(pattern, ignore_case=True)
-        if fact == "target_user_site_role" and not any(regex.fullmatch(r) for r in SITE_ROLES):
+        if fact in _SITE_ROLE_FACTS and not any(regex.fullmatch(r) for r in SITE_ROLES):
             hint = _suggest(pattern, SITE_ROLES) or f" (site roles: {', '.join(SITE_ROLES)})"
             raise GlobError(f"matches no Tableau site role{hint}")
         return regex
@@ -1124,7 +1208,20 @@ class _Compiler:
         before = len(self.problems)
         if any(r.id == rule.id for r in self.spec.rules[:index]):
             self.problem(loc + ("id",), f"duplicate rule id '{rule.id}'")
+        if not (rule.tools or rule.resources or rule.prompts):
+            self.problem(
+                loc + ("tools",),
+                "a rule must name at least one tool (a name, a glob like 'list_*', '@read' or '@write'), "
+                "resource or prompt",
+            )
         tools = self._select_tools(loc + ("tools",), rule.tools)
+        readables = {kind: self._select_readables(loc, kind, getattr(rule, kind + "s")) for kind in DEFAULT_READABLES}
+        if (rule.resources or rule.prompts) and rule.effect == "require_approval":
+            self.problem(loc + ("effect",), "reading a resource or prompt cannot wait for approval: use allow or deny")
+        if (rule.resources or rule.prompts) and (rule.when or rule.unless):
+            self.problem(
+                loc, "when/unless concern tool calls only: name resources and prompts in a rule without conditions"
+            )
         any_principal = "*" in rule.principals
         principals = self._check_principals(
             loc + ("principals",), [p for p in rule.principals if p != "*"], principal_roles
@@ -1164,7 +1261,27 @@ class _Compiler:
             conditions=conditions,
             exceptions=exceptions,
             line=_line(self.lines, loc),
+            resources=frozenset(readables["resource"]),
+            prompts=frozenset(readables["prompt"]),
         )
+
+    def _select_readables(self, loc: tuple[Any, ...], kind: str, patterns: list[str]) -> set[str]:
+        """Resource or prompt names (or globs over them) from a rule's `resources:` / `prompts:`."""
+        known = DEFAULT_READABLES[kind]
+        selected: set[str] = set()
+        for i, pattern in enumerate(patterns):
+            here = loc + (kind + "s", i)
+            try:
+                regex = compile_name_glob(pattern, ignore_case=False)
+            except GlobError as exc:
+                self.problem(here, f"bad {kind} pattern '{pattern}': {exc}")
+                continue
+            hits = {name for name in known if regex.fullmatch(name)}
+            if not hits:
+                hint = _suggest(pattern, known) or f" (known {kind}s: {', '.join(sorted(known))})"
+                self.problem(here, f"unknown {kind} '{pattern}'{hint}")
+            selected |= hits
+        return selected
 
     def _approvers(
         self, principal_roles: Mapping[str, frozenset[str]], rules: tuple[CompiledRule, ...]

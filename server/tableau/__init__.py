@@ -33,6 +33,7 @@ from .records import (
     ProjectTree,
     RefreshStarted,
     ServerInfo,
+    SiteIdentity,
     UserRecord,
 )
 from .transport import RequestEvent
@@ -55,6 +56,7 @@ __all__ = [
     "RefreshStarted",
     "RequestEvent",
     "ServerInfo",
+    "SiteIdentity",
     "TableauClient",
     "TableauError",
     "TableauUnavailable",

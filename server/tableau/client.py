@@ -52,7 +52,7 @@ from .errors import (
     short_id,
     translate,
 )
-from .parsing import content_page, user_page
+from .parsing import content_page, group_page, user_page
 from .records import (
     CONTENT_KINDS,
     ContentKind,
@@ -65,6 +65,7 @@ from .records import (
     ProjectTree,
     RefreshStarted,
     ServerInfo,
+    SiteIdentity,
     UserRecord,
 )
 from .transport import OPERATION_ID, Observer, Transport
@@ -497,6 +498,16 @@ class TableauClient:
     def api_version(self) -> str:
         return self._tsc().version
 
+    @property
+    def site_identity(self) -> SiteIdentity:
+        """The server and site this client signed in to (no request: the site id comes from sign-in)."""
+        server = self._tsc()
+        return SiteIdentity(
+            server_url=self.settings.server_url.rstrip("/"),
+            content_url=self.settings.site_id or "",
+            site_id=str(server.site_id or ""),
+        )
+
     # -- operations and observers ----------------------------------------------------------
 
     @asynccontextmanager
@@ -920,8 +931,8 @@ class TableauClient:
         async def load() -> list[GroupRecord]:
             def fetch(number: int, size: int) -> tuple[list[GroupRecord], Any]:
                 query = _Query(number, size, expressions, DIRECTORY_SORT, ("_default_", "userCount"))
-                items, pagination = server.groups.get(query)
-                return [group_record(g) for g in items], pagination
+                response = server.groups.get_request(server.groups.baseurl, query)
+                return group_page(response.content)  # reads minimumSiteRole, which TSC's parser drops
 
             groups, _ = await self._paged(self._ctx("listing groups"), fetch)
             return groups

@@ -44,6 +44,15 @@ class ServerInfo(_Record):
     user_site_role: str | None = None
 
 
+class SiteIdentity(_Record):
+    """Which Tableau server and site a session is on: the server URL, the site's content URL and the site
+    id (LUID) Tableau returned at sign-in. Approval requests are bound to it."""
+
+    server_url: str
+    content_url: str
+    site_id: str
+
+
 class ContentRecord(_Record):
     """One workbook, view, datasource, flow or project, with owner and project names already resolved.
 

@@ -126,13 +126,16 @@ def append_worker(path: str, count: int, tag: str, start: Any) -> int:
 def claim_worker(path: str, claims: list[tuple[str, str, str]], barrier: Any, results: Any) -> None:
     """Try to claim every (id, tool, digest) as soon as all racers are ready; report the ids won."""
     from server.governance.approvals import ApprovalError, ApprovalStore
+    from server.governance.keys import SigningKey
+    from server.governance.policy import parse_policy
 
-    store = ApprovalStore.open(Path(path))
+    policy = parse_policy(RICH_POLICY.replace("required_approvals: 2", "required_approvals: 1"))
+    store = ApprovalStore.open(Path(path), key=SigningKey(bytes(range(32)), "tests"))
     barrier.wait(30)
     won = []
     for request_id, tool, digest in claims:
         try:
-            store.claim_for_execution(request_id, tool, digest)
+            store.claim_for_execution(request_id, tool, digest, policy=policy)
             won.append(request_id)
         except ApprovalError:
             pass

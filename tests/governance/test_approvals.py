@@ -13,16 +13,18 @@ import pytest
 from server.governance.approvals import ApprovalError, ApprovalStore
 from server.governance.audit import AuditLog, AuditUnavailable
 from server.governance.canonical import args_digest
+from server.governance.keys import SigningKey
 from server.governance.policy import Policy, parse_policy
 from tests.governance.helpers import RICH_POLICY, FakeClock, claim_worker
 
+KEY = SigningKey(bytes(range(32)), "tests")
 ARGS = {"user": "sam@example.com", "group": "Marketing"}
 TOOL = "add_user_to_group"
 
 
 @pytest.fixture
 def store(store_path: Path, clock: FakeClock) -> ApprovalStore:
-    return ApprovalStore.open(store_path, clock=clock)
+    return ApprovalStore.open(store_path, key=KEY, clock=clock)
 
 
 @pytest.fixture
@@ -58,8 +60,10 @@ def test_create_binds_tool_arguments_requester_and_preview(store: ApprovalStore,
     created = store.audit.records()[-1]
     assert created.kind == "approval.created" and created.fields["approval_id"] == request.id
     assert created.fields["args_digest"] == request.args_digest and created.fields["call_id"] == "call_1"
-    ids = {store.create(TOOL, ARGS, "alice", "p", 60).id for _ in range(20)}
+    ids = {store.create(TOOL, {**ARGS, "n": i}, "alice", "p", 60).id for i in range(20)}
     assert len(ids) == 20
+    # The same live request asked again is the same request (the assistant retrying must not pile up work).
+    assert store.create(TOOL, {**ARGS, "n": 3}, "alice", "p", 60).id in ids and len(store.list()) == 21
 
 
 def test_requester_never_approves_its_own_request(store: ApprovalStore, rich_policy: Policy) -> None:
@@ -94,7 +98,7 @@ def test_two_person_rule(store: ApprovalStore, rich_policy: Policy) -> None:
         store.approve(request.id, "bob", "again", rich_policy)
     assert refusal(info) == "duplicate_approver"
     with pytest.raises(ApprovalError):
-        store.claim_for_execution(request.id, TOOL, request.args_digest)  # not approved yet
+        store.claim_for_execution(request.id, TOOL, request.args_digest, policy=rich_policy)  # not approved yet
     done = store.approve(request.id, "carol", "ok too", rich_policy)
     assert done.status == "approved" and set(done.approvers) == {"bob", "carol"}
     with pytest.raises(ApprovalError) as info:
@@ -111,7 +115,7 @@ def test_the_stricter_of_request_and_policy_counts(
     request = store.create(TOOL, ARGS, "alice", "preview", 3600, required_approvals=2)
     assert store.approve(request.id, "bob", None, one_approver).status == "pending"
     # created under a relaxed policy; a stricter policy at approval time raises it
-    other = store.create(TOOL, ARGS, "alice", "preview", 3600, required_approvals=1)
+    other = store.create(TOOL, {**ARGS, "n": 1}, "alice", "preview", 3600, required_approvals=1)
     assert store.approve(other.id, "bob", None, rich_policy).status == "pending"
 
 
@@ -122,29 +126,29 @@ def test_claim_is_single_use_and_bound_to_tool_and_arguments(
     store.approve(request.id, "bob", "ok", one_approver)
     changed = {**ARGS, "group": "Administrators"}
     with pytest.raises(ApprovalError) as info:
-        store.claim_for_execution(request.id, TOOL, args_digest(changed))
+        store.claim_for_execution(request.id, TOOL, args_digest(changed), policy=one_approver)
     assert refusal(info) == "mismatch" and "does not match what was approved" in str(info.value)
     with pytest.raises(ApprovalError) as info:
-        store.claim_for_execution(request.id, "refresh_and_wait", request.args_digest)
+        store.claim_for_execution(request.id, "refresh_and_wait", request.args_digest, policy=one_approver)
     assert refusal(info) == "mismatch"
     with pytest.raises(ApprovalError) as info:
-        store.claim_for_execution(request.id, TOOL, request.args_digest, requester="mallory")
+        store.claim_for_execution(request.id, TOOL, request.args_digest, requester="mallory", policy=one_approver)
     assert refusal(info) == "mismatch"
     assert store.get(request.id).status == "approved"  # refusals changed nothing
-    claimed = store.claim_for_execution(request.id, TOOL, request.args_digest, requester="alice")
+    claimed = store.claim_for_execution(request.id, TOOL, request.args_digest, requester="alice", policy=one_approver)
     assert claimed.status == "executing"
     with pytest.raises(ApprovalError) as info:  # replay while running
-        store.claim_for_execution(request.id, TOOL, request.args_digest)
+        store.claim_for_execution(request.id, TOOL, request.args_digest, policy=one_approver)
     assert refusal(info) == "used"
     finished = store.record_result(request.id, True, "sam added to Marketing")
     assert finished.status == "executed" and finished.result == "sam added to Marketing"
     with pytest.raises(ApprovalError) as info:  # replay after it ran
-        store.claim_for_execution(request.id, TOOL, request.args_digest)
+        store.claim_for_execution(request.id, TOOL, request.args_digest, policy=one_approver)
     assert refusal(info) == "used"
     with pytest.raises(ApprovalError):
         store.record_result(request.id, True, "twice")
     with pytest.raises(ApprovalError) as info:
-        store.claim_for_execution("apr_unknown", TOOL, request.args_digest)
+        store.claim_for_execution("apr_unknown", TOOL, request.args_digest, policy=one_approver)
     assert refusal(info) == "not_found"
     assert kinds(store).count("approval.refused") == 6
     assert kinds(store)[-3:] == ["approval.executed", "approval.refused", "approval.refused"]
@@ -153,7 +157,7 @@ def test_claim_is_single_use_and_bound_to_tool_and_arguments(
 def test_failed_execution_is_recorded(store: ApprovalStore, one_approver: Policy) -> None:
     request = store.create(TOOL, ARGS, "alice", "preview", 3600)
     store.approve(request.id, "bob", None, one_approver)
-    store.claim_for_execution(request.id, TOOL, request.args_digest)
+    store.claim_for_execution(request.id, TOOL, request.args_digest, policy=one_approver)
     failed = store.record_result(
         request.id, False, "Tableau said 409 with token eyJhbGciOiJI.eyJzdWIiOiJ4.c2ln"
     )
@@ -175,7 +179,7 @@ def test_expiry(store: ApprovalStore, clock: FakeClock, one_approver: Policy) ->
         store.approve(pending.id, "bob", None, one_approver)
     assert refusal(info) == "expired"
     with pytest.raises(ApprovalError) as info:
-        store.claim_for_execution(approved.id, TOOL, approved.args_digest)
+        store.claim_for_execution(approved.id, TOOL, approved.args_digest, policy=one_approver)
     assert refusal(info) == "expired"
     assert {r.fields["approval_id"] for r in store.audit.records() if r.kind == "approval.expired"} == {
         pending.id,
@@ -202,7 +206,7 @@ def test_denied_requests_cannot_be_approved_or_run(
         store.approve(request.id, "carol", None, rich_policy)
     assert refusal(info) == "denied"
     with pytest.raises(ApprovalError) as info:
-        store.claim_for_execution(request.id, TOOL, request.args_digest)
+        store.claim_for_execution(request.id, TOOL, request.args_digest, policy=one_approver)
     assert refusal(info) == "denied"
     # an approval that has not run yet can be revoked; the requester may withdraw its own request
     revoked = store.create(TOOL, ARGS, "alice", "preview", 3600)
@@ -222,14 +226,14 @@ def test_secret_looking_arguments_are_never_held(store: ApprovalStore) -> None:
 def test_no_decision_without_its_audit_record(
     store_path: Path, clock: FakeClock, one_approver: Policy
 ) -> None:
-    writable = ApprovalStore.open(store_path, clock=clock)
+    writable = ApprovalStore.open(store_path, key=KEY, clock=clock)
     request = writable.create(TOOL, ARGS, "alice", "preview", 3600)
-    read_only = ApprovalStore(AuditLog.open(store_path, readonly=True), clock=clock)
+    read_only = ApprovalStore(AuditLog.open(store_path, readonly=True), key=KEY, clock=clock)
     assert read_only.get(request.id).status == "pending"
     with pytest.raises(AuditUnavailable):
         read_only.approve(request.id, "bob", None, one_approver)
     with pytest.raises(AuditUnavailable):
-        read_only.create(TOOL, ARGS, "alice", "p", 60)
+        read_only.create(TOOL, {**ARGS, "n": 9}, "alice", "p", 60)
     assert writable.get(request.id).status == "pending" and writable.get(request.id).decisions == ()
     assert writable.audit.verify().ok
 
@@ -238,7 +242,7 @@ def test_a_full_flow_leaves_a_verifiable_trail(store: ApprovalStore, rich_policy
     request = store.create(TOOL, ARGS, "alice", "preview", 3600, required_approvals=2)
     store.approve(request.id, "bob", "ok", rich_policy)
     store.approve(request.id, "carol", "ok", rich_policy)
-    store.claim_for_execution(request.id, TOOL, request.args_digest)
+    store.claim_for_execution(request.id, TOOL, request.args_digest, policy=rich_policy)
     store.record_result(request.id, True, "done")
     assert kinds(store) == [
         "approval.created",
@@ -251,7 +255,7 @@ def test_a_full_flow_leaves_a_verifiable_trail(store: ApprovalStore, rich_policy
 
 
 def test_two_processes_racing_to_claim_exactly_one_wins(store_path: Path, one_approver: Policy) -> None:
-    store = ApprovalStore.open(store_path)
+    store = ApprovalStore.open(store_path, key=KEY)
     claims: list[tuple[str, str, str]] = []
     for i in range(25):
         request = store.create(TOOL, {**ARGS, "n": i}, "alice", "preview", 3600)

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 
 from server.governance.audit import GENESIS_HASH, AuditLog, AuditUnavailable, record_hash
-from server.governance.canonical import args_digest, canonical_json
+from server.governance.canonical import args_digest, canonical_json, sha256_hex
 from tests.governance.helpers import append_worker
 
 
@@ -51,7 +51,7 @@ def test_records_chain_and_verify(store_path: Path) -> None:
     assert first.prev_hash == GENESIS_HASH and second.prev_hash == first.hash
     assert first.fields["args_digest"] == args_digest({"user": "sam", "group": "G"})
     body = {**first.fields, "seq": 1, "ts": first.ts, "kind": first.kind, "prev_hash": GENESIS_HASH}
-    assert first.hash == record_hash(GENESIS_HASH, canonical_json(body))
+    assert first.hash == record_hash(log.key, GENESIS_HASH, canonical_json(body))
     result = log.verify()
     assert (result.ok, result.checked, result.first_bad_seq, result.head_seq, result.head_hash) == (
         True,
@@ -113,12 +113,13 @@ def _edit(conn: sqlite3.Connection, seq: int) -> None:
 
 
 def _edit_and_rehash(conn: sqlite3.Connection, seq: int) -> None:
+    """Edit a record and recompute its hash as the unkeyed chain did: without the key it cannot verify."""
     body, prev = conn.execute(
         "SELECT body, json_extract(body, '$.prev_hash') FROM audit_log WHERE seq = ?", (seq,)
     ).fetchone()
     body = body.replace('"alice"', '"mallory"')
     conn.execute(
-        "UPDATE audit_log SET body = ?, hash = ? WHERE seq = ?", (body, record_hash(prev, body), seq)
+        "UPDATE audit_log SET body = ?, hash = ? WHERE seq = ?", (body, sha256_hex(prev + body), seq)
     )
 
 
@@ -132,7 +133,7 @@ def _swap(conn: sqlite3.Connection, a: int, b: int) -> None:
 
 
 def _forge(conn: sqlite3.Connection) -> None:
-    """A perfectly chained extra record, inserted without going through the log (the head is not moved)."""
+    """A well-linked extra record, inserted without the key (a plain hash) and without moving the head."""
     prev = conn.execute("SELECT hash FROM audit_log WHERE seq = 8").fetchone()[0]
     body = canonical_json(
         {
@@ -143,19 +144,19 @@ def _forge(conn: sqlite3.Connection) -> None:
             "policy_hash": "x",
         }
     )
-    conn.execute("INSERT INTO audit_log VALUES (9, ?, ?)", (body, record_hash(prev, body)))
+    conn.execute("INSERT INTO audit_log VALUES (9, ?, ?)", (body, sha256_hex(prev + body)))
 
 
 @pytest.mark.parametrize(
     ("name", "damage", "first_bad", "words"),
     [
-        ("edit", lambda c: _edit(c, 4), 4, "does not match its hash"),
-        ("edit and rehash", lambda c: _edit_and_rehash(c, 4), 5, "does not link to record 4"),
+        ("edit", lambda c: _edit(c, 4), 4, "does not match its keyed hash"),
+        ("edit and rehash", lambda c: _edit_and_rehash(c, 4), 4, "does not match its keyed hash"),
         (
             "edit the hash column",
             lambda c: c.execute("UPDATE audit_log SET hash = ? WHERE seq = 3", ("0" * 64,)),
             3,
-            "does not match its hash",
+            "does not match its keyed hash",
         ),
         ("delete one", lambda c: c.execute("DELETE FROM audit_log WHERE seq = 3"), 3, "record 3 is missing"),
         (
@@ -179,7 +180,7 @@ def _forge(conn: sqlite3.Connection) -> None:
             9,
             "not a well-formed",
         ),
-        ("forge a chained record", _forge, 9, "record 9 was not appended through the log"),
+        ("forge a chained record", _forge, 9, "record 9 does not match its keyed hash"),
     ],
 )
 def test_verify_names_the_first_bad_record(
@@ -193,8 +194,8 @@ def test_verify_names_the_first_bad_record(
     assert not result.ok
     assert result.first_bad_seq == first_bad, result.reason
     assert words in result.reason
-    # links verified before the problem (the forged record links correctly; only the head anchor catches it)
-    assert result.checked == {"delete the head": 8, "forge a chained record": 9}.get(name, first_bad - 1)
+    # links verified before the problem
+    assert result.checked == {"delete the head": 8}.get(name, first_bad - 1)
 
 
 # -- fail closed ----------------------------------------------------------------------------------------------
@@ -290,10 +291,10 @@ def test_tail_follow_and_export(store_path: Path) -> None:
     out = io.StringIO()
     assert log.export_jsonl(out) == 8
     prev = GENESIS_HASH
-    for line in out.getvalue().splitlines():  # the export can be verified without the database
+    for line in out.getvalue().splitlines():  # the export can be verified with the key, without the database
         record = json.loads(line)
         claimed = record.pop("hash")
-        assert record["prev_hash"] == prev and record_hash(prev, canonical_json(record)) == claimed
+        assert record["prev_hash"] == prev and record_hash(log.key, prev, canonical_json(record)) == claimed
         prev = claimed
     assert prev == log.head()[1]
 

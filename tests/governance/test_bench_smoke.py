@@ -35,3 +35,11 @@ def test_benchmark_runs_and_updates_only_its_section(
     assert text.count(audit_throughput.SECTION_START) == 1 and text.count(audit_throughput.SECTION_END) == 1
     assert "| 1 thread, records/s |" in text and "intent+outcome pair, median" in text
     assert "## Audit log throughput" in capsys.readouterr().out
+
+
+def test_policy_yaml_bench_runs_and_sees_the_bomb_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import policy_yaml
+
+    assert policy_yaml.main(["--levels", "9", "--baseline-levels", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "387,420,489 values" in out and "refused YAML" in out

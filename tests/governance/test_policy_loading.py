@@ -324,14 +324,15 @@ def test_shipped_policy_is_safe_out_of_the_box(shipped) -> None:
         assert decide(shipped, me, tool).allowed, tool
     refresh = decide(shipped, me, "refresh_and_wait", {"project_path": "Sales", "content_kind": "workbook"})
     assert refresh.needs_approval and refresh.rule_id == "writes-need-approval"
-    member = decide(
-        shipped, me, "add_user_to_group", {"group_name": "Marketing", "target_user_site_role": "Viewer"}
-    )
+    plain = {"target_user_site_role": "Viewer", "group_minimum_site_role": ""}
+    member = decide(shipped, me, "add_user_to_group", {"group_name": "Marketing", **plain})
     assert member.needs_approval
+    granting = decide(
+        shipped, me, "add_user_to_group", {**plain, "group_name": "Marketing", "group_minimum_site_role": "SiteAdministratorExplorer"}
+    )
+    assert granting.denied and granting.rule_id == "no-admin-granting-groups"
     for group in ("Administrators", "Site Administrators", "Site Admins", "Tableau Admins", "administrators"):
-        decision = decide(
-            shipped, me, "add_user_to_group", {"group_name": group, "target_user_site_role": "Viewer"}
-        )
+        decision = decide(shipped, me, "add_user_to_group", {"group_name": group, **plain})
         assert decision.denied and decision.rule_id == "no-admin-groups", group
     # approvers: site-admin may approve, the local user may not (and never its own requests anyway)
     assert shipped.is_approver("site-admin") and not shipped.is_approver("local-user")

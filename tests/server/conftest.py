@@ -31,6 +31,8 @@ roles:
 rules:
   - id: everything
     tools: ["*"]
+    resources: ["*"]
+    prompts: ["*"]
     roles: [admin]
     effect: allow
 approvals:
@@ -75,7 +77,9 @@ class Steward:
 
         governance = Governance.open(self.policy_path)
         try:
-            async with TableauClient(settings) as tableau:
+            tableau = TableauClient(settings)
+            governance.observe(tableau)  # as the server does: the sign-in is audited too
+            async with tableau:
                 yield Services(tableau=tableau, governance=governance)
         finally:
             governance.close()

@@ -12,12 +12,24 @@ import pytest
 
 from emulator import generator
 from server.cli import main as cli_main
-from server.governance import ApprovalError, AuditLog, args_digest
+from server.governance import ApprovalError, AuditLog, args_digest, hash_token
+from server.governed import Governance
 from tests.server.conftest import Steward, error_text, structured, write_policy
 
 pytestmark = pytest.mark.anyio
 
 JWT_SHAPE = re.compile(r"eyJ[\w-]+\.eyJ[\w-]+\.[\w-]+")
+
+# Admin tokens (audience admin): they decide through the admin API and can never call a tool.
+ADMIN_TOKENS = {
+    "site-admin": "site-admin-admin-token-for-tests-only",
+    "other-analyst": "other-analyst-admin-token-for-tests",
+    "assistant-user": "assistant-user-admin-token-for-tests",
+}
+_ADMIN_TOKEN_ENTRIES = "".join(
+    f"    - {{{{hash: '{hash_token(token)}', principal: {name}, audience: admin}}}}\n"
+    for name, token in ADMIN_TOKENS.items()
+)
 
 GATED_POLICY = """\
 version: 1
@@ -37,7 +49,9 @@ rules:
     when: {{group_name: ["Administrators", "Site Admin*"]}}
 approvals: {{approvers: {{roles: [approver]}}, required_approvals: 1, ttl: {ttl}}}
 audit: {{path: audit.sqlite}}
-"""
+http:
+  tokens:
+""" + _ADMIN_TOKEN_ENTRIES
 
 
 @pytest.fixture
@@ -53,8 +67,18 @@ def candidate(steward: Steward):
     return user, group
 
 
-def approvals_cli(steward: Steward, *args: str) -> int:
-    return cli_main(["approvals", *args, "--policy", str(steward.policy_path)])
+def token_file(steward: Steward, principal: str) -> str:
+    path = steward.policy_path.parent / f"{principal}.admin-token"
+    path.write_text(ADMIN_TOKENS[principal] + "\n")
+    path.chmod(0o600)
+    return str(path)
+
+
+async def approvals_cli(steward: Steward, *args: str, token_of: str = "site-admin") -> int:
+    """`tableau-steward approvals ...` with `token_of`'s admin token, against the running server's admin API
+    (found through the discovery file). In a worker thread: the in-process server answers on this loop."""
+    argv = ["approvals", *args, "--policy", str(steward.policy_path), "--token-file", token_file(steward, token_of)]
+    return await anyio.to_thread.run_sync(cli_main, argv)
 
 
 def membership_posts(steward: Steward, group_id: str, since: int = 0) -> list:
@@ -71,13 +95,13 @@ async def test_gated_add_waits_is_approved_from_the_cli_and_runs_exactly_once(ga
         assert user.id not in gated.state.groups[group.id].member_ids
         assert membership_posts(gated, group.id) == []
 
-        # Nobody but a named approver other than the requester can approve.
-        assert approvals_cli(gated, "approve", request_id, "--as", "assistant-user") != 0
-        assert approvals_cli(gated, "approve", request_id, "--as", "other-analyst") != 0
+        # Nobody but a named approver other than the requester can approve, whatever admin token they hold.
+        assert await approvals_cli(gated, "approve", request_id, token_of="assistant-user") != 0
+        assert await approvals_cli(gated, "approve", request_id, token_of="other-analyst") != 0
         waiting = structured(await client.call_tool("get_request", {"request_id": request_id}))
         assert waiting["status"] == "pending" and membership_posts(gated, group.id) == []
 
-        assert approvals_cli(gated, "approve", request_id, "--as", "site-admin", "--reason", "ticket 4411") == 0
+        assert await approvals_cli(gated, "approve", request_id, "--reason", "ticket 4411") == 0
         done = structured(await client.call_tool("get_request", {"request_id": request_id}))
         assert done["status"] == "executed", done
         assert '"added"' in done["result"] and done["decisions"][0]["approver"] == "site-admin"
@@ -92,18 +116,19 @@ async def test_replayed_or_altered_request_ids_cannot_run(gated: Steward) -> Non
     async with gated.client() as client:
         pending = structured(await client.call_tool("add_user_to_group", {"user": user.email, "group": group.name}))
         request_id = pending["approval"]["request_id"]
-        assert approvals_cli(gated, "approve", request_id, "--as", "site-admin") == 0
+        assert await approvals_cli(gated, "approve", request_id) == 0
         structured(await client.call_tool("get_request", {"request_id": request_id}))
     from server.governance import ApprovalStore
 
+    POLICY_NOW = Governance.load(gated.policy_path)
     store = ApprovalStore.open(Path(gated.policy_path).parent / "audit.sqlite")
     request = store.get(request_id)
     with pytest.raises(ApprovalError) as replay:
-        store.claim_for_execution(request_id, request.tool, request.args_digest)
+        store.claim_for_execution(request_id, request.tool, request.args_digest, policy=POLICY_NOW)
     assert replay.value.code == "used"
     other_args = {"user": user.email, "group": "Administrators"}
     with pytest.raises(ApprovalError) as altered:
-        store.claim_for_execution(request_id, request.tool, args_digest(other_args))
+        store.claim_for_execution(request_id, request.tool, args_digest(other_args), policy=POLICY_NOW)
     assert altered.value.code in ("mismatch", "used")
     store.audit.close()
     assert len(membership_posts(gated, group.id)) == 1
@@ -122,7 +147,7 @@ async def test_expired_requests_cannot_be_approved(steward: Steward, tmp_path: P
         pending = structured(await client.call_tool("add_user_to_group", {"user": user.email, "group": group.name}))
         request_id = pending["approval"]["request_id"]
         await anyio.sleep(1.5)
-        assert approvals_cli(steward, "approve", request_id, "--as", "site-admin") != 0
+        assert await approvals_cli(steward, "approve", request_id) != 0
         expired = structured(await client.call_tool("get_request", {"request_id": request_id}))
     assert expired["status"] == "expired"
     assert user.id not in steward.state.groups[group.id].member_ids

@@ -28,6 +28,7 @@ from mcp.client.streamable_http import streamable_http_client
 from emulator.generator import build_site
 from server.governance.policy import hash_token
 from server.serve_cli import DEMO_PAT_SECRET
+from tests.conftest import signing_key_env
 from tests.server.conftest import OPEN_POLICY, Steward, error_text, structured, write_policy
 from tools.registry import TOOLS
 
@@ -70,6 +71,7 @@ def token_policy(directory: Path, token: str, *, principal: str = "http-reader")
         rules:
           - id: read-tools
             tools: ["@read"]
+            resources: [policy]
             roles: [reader]
             effect: allow
         audit:
@@ -83,6 +85,7 @@ def token_policy(directory: Path, token: str, *, principal: str = "http-reader")
 def cli_env(**extra: str) -> dict[str, str]:
     """The test's environment without Tableau or Steward settings that could leak into the subprocess."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TABLEAU_", "STEWARD_"))}
+    env.update(signing_key_env())
     env.update(extra)
     return env
 

@@ -12,10 +12,10 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
 from emulator.testing import add_admin_pat
-from server.cli import main as cli_main
 from server.governance import AuditLog
+from tests.conftest import signing_key_env
 from tests.server.conftest import Steward, structured, write_policy
-from tests.server.test_governance_flow import GATED_POLICY, candidate, membership_posts
+from tests.server.test_governance_flow import GATED_POLICY, approvals_cli, candidate, membership_posts
 
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,6 +28,7 @@ def server_process(steward: Steward, pat: tuple[str, str]) -> StdioServerParamet
         "TABLEAU_SITE_ID": steward.state.content_url,
         "TABLEAU_PAT_NAME": pat[0],
         "TABLEAU_PAT_SECRET": pat[1],
+        **signing_key_env(),  # both servers share the store, so they need the same key
     }
     return StdioServerParameters(
         command=sys.executable,
@@ -45,7 +46,8 @@ async def test_an_approved_request_runs_once_across_two_server_processes(steward
         first, second = [await stack.enter_async_context(Client(server_process(steward, pat))) for pat in pats]
         pending = structured(await first.call_tool("add_user_to_group", {"user": user.email, "group": group.name}))
         request_id = pending["approval"]["request_id"]
-        assert cli_main(["approvals", "approve", request_id, "--as", "site-admin", "--policy", str(steward.policy_path)]) == 0
+        # Both servers share the store, so either one's admin API (whichever wrote the discovery file) decides.
+        assert await approvals_cli(steward, "approve", request_id) == 0
         # Both processes now race for it: their background loops poll every second and get_request claims too.
         status = "approved"
         with anyio.fail_after(30):
