@@ -10,9 +10,13 @@ from typing import Annotated, Any
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
-from pydantic import BaseModel, Field, ValidationError
+from mcp.server.mcpserver.tools import Tool
+from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase
+from pydantic import BaseModel, ConfigDict, Field
 
+from server.arguments import ArgumentError, parse_arguments
 from server.pipeline import CallPipeline, Services, result_model_for
+from server.resources import prompt_arguments_middleware, register_resources_and_prompts
 from server.toolkit import ToolSpec
 
 INSTRUCTIONS = """\
@@ -44,15 +48,26 @@ def _flat_signature(spec: ToolSpec, result_model: type[BaseModel]) -> inspect.Si
     return inspect.Signature(parameters, return_annotation=result_model)
 
 
+class _RawArguments(ArgModelBase):
+    """Hands the tool the arguments exactly as sent, so `parse_arguments` sees unknown names too.
+
+    The SDK's own argument model would drop unknown names silently and word its errors as pydantic does.
+    """
+
+    model_config = ConfigDict(extra="allow", arbitrary_types_allowed=True)
+
+    def model_dump_one_level(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
 def _make_handler(spec: ToolSpec, pipeline: CallPipeline) -> Callable[..., Any]:
     result_model = result_model_for(spec)
 
     async def handler(ctx: Context, **arguments: Any) -> BaseModel:
         try:
-            args = spec.input_model.model_validate(arguments)
-        except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors())
-            raise ToolError(f"Invalid arguments: {problems}") from None
+            args = parse_arguments(spec.input_model, arguments)
+        except ArgumentError as exc:
+            raise ToolError(f"Invalid arguments: {exc}") from None
         return await pipeline.call(spec, args, ctx)
 
     signature = _flat_signature(spec, result_model)
@@ -62,6 +77,21 @@ def _make_handler(spec: ToolSpec, pipeline: CallPipeline) -> Callable[..., Any]:
     handler.__name__ = spec.name
     handler.__doc__ = spec.description
     return handler
+
+
+def _tool(spec: ToolSpec, pipeline: CallPipeline) -> Tool:
+    """The MCP tool for `spec`: the flat schema, closed to undeclared names, over the raw arguments."""
+    tool = Tool.from_function(
+        _make_handler(spec, pipeline),
+        name=spec.name,
+        title=spec.title,
+        description=spec.description,
+        annotations=spec.annotations,
+        structured_output=True,
+    )
+    tool.parameters["additionalProperties"] = False
+    tool.fn_metadata.arg_model = _RawArguments
+    return tool
 
 
 def build_server(
@@ -95,23 +125,13 @@ def build_server(
 
     mcp = MCPServer(
         "tableau-steward",
+        tools=[_tool(spec, pipeline) for spec in specs],
         title="Tableau Steward",
         version="0.1.0",
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
-        middleware=[pipeline.list_filter_middleware],
+        middleware=[pipeline.list_filter_middleware, prompt_arguments_middleware],
         **auth,
     )
-    for spec in specs:
-        mcp.add_tool(
-            _make_handler(spec, pipeline),
-            name=spec.name,
-            title=spec.title,
-            description=spec.description,
-            annotations=spec.annotations,
-            structured_output=True,
-        )
-    from server.resources import register_resources_and_prompts
-
     register_resources_and_prompts(mcp, pipeline)
     return mcp

@@ -64,6 +64,7 @@ async def test_every_tool_publishes_an_output_schema_and_a_flat_input_schema() -
         assert tool.output_schema and tool.output_schema.get("type") == "object", tool.name
         assert tool.input_schema["type"] == "object"
         assert "ctx" not in tool.input_schema.get("properties", {}), tool.name
+        assert tool.input_schema.get("additionalProperties") is False, f"{tool.name} must refuse unknown arguments"
         assert "Example" in (tool.description or ""), f"{tool.name} needs an example in its description"
 
 
