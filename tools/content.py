@@ -316,35 +316,3 @@ FIND_OWNERS = ToolSpec(
     annotations=READ_ONLY,
     run=find_owners,
 )
-
-
-UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-
-
-async def resolve_content(
-    ctx: ToolContext, kind: ContentKind, target: str, project: str | None = None
-) -> tuple[Any, str | None]:
-    """One item of `kind` by id, or by name within an optional project path; returns (record, project path)."""
-    import re
-
-    tree = await ctx.tableau.project_tree()
-    target = target.strip()
-    if re.match(UUID_PATTERN, target):
-        record = await ctx.tableau.get_content(kind, target)
-        return record, tree.path_of(record.id if kind == "project" else record.project_id)
-    filters = ContentFilters(project=project, name=target, name_match="exact")
-    exact = await select_content(ctx, kind, filters)
-    if len(exact) == 1:
-        return exact[0]
-    if len(exact) > 1:
-        listed = "; ".join(f"'{p}/{r.name}' (id {r.id})" for r, p in exact[:10])
-        raise ToolFailure(
-            f"{len(exact)} {kind}s are named '{target}': {listed}. Pass `project` with the project path, or the id."
-        )
-    everything = await select_content(ctx, kind, ContentFilters(project=project))
-    from tools.common import closest
-
-    suggestions = closest(target, [r.name for r, _ in everything])
-    where = f" in project '{project}'" if project else ""
-    hint = f" Closest names: {', '.join(repr(s) for s in suggestions)}." if suggestions else ""
-    raise ToolFailure(f"No {kind} named '{target}'{where}.{hint} Use list_content to browse.")

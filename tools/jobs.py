@@ -12,8 +12,7 @@ import anyio
 from pydantic import BaseModel, Field
 
 from server.toolkit import READ_ONLY, WRITE_IDEMPOTENT, ToolContext, ToolFailure, ToolSpec
-from tools.common import decode_cursor, json_size, page_within_budget, utc
-from tools.content import resolve_content
+from tools.common import decode_cursor, json_size, page_within_budget, resolve_content, utc
 
 log = logging.getLogger(__name__)
 
