@@ -55,24 +55,14 @@ def decode_cursor(cursor: str | None, query: dict[str, Any]) -> int:
 
 
 def page_within_budget(
-    items: Sequence[T],
-    offset: int,
-    limit: int,
-    query: dict[str, Any],
-    measure: Callable[[T], int],
-    budget: int = RESULT_CHAR_BUDGET,
+    items: Sequence[T], offset: int, limit: int, query: dict[str, Any], measure: Callable[[T], int]
 ) -> tuple[list[T], str | None]:
-    """Slice one page, stopping early when the page would outgrow the budget; returns the next cursor."""
-    page: list[T] = []
-    used = 0
-    for item in items[offset : offset + limit]:
-        size = measure(item)
-        if page and used + size > budget:
-            break
-        page.append(item)
-        used += size
-    end = offset + len(page)
-    return page, (encode_cursor(end, query) if end < len(items) else None)
+    """Slice one page, stopping early when the page would outgrow the result budget and cutting long
+    strings (tools/budget.py); returns the page and the next cursor."""
+    from tools.budget import fit_budget  # budget.py builds on this module's cursors
+
+    page = fit_budget(items[offset : offset + limit], offset, len(items), query, measure)
+    return page.items, page.next_cursor
 
 
 def json_size(model: BaseModel) -> int:

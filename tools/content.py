@@ -1,4 +1,4 @@
-"""Content toolset: list_content and find_owners."""
+"""Content toolset: find_owners, and what list_content (tools/listing.py) shares with it."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from server.toolkit import READ_ONLY, ToolContext, ToolFailure, ToolSpec
 from tools.common import decode_cursor, gather, in_project, json_size, page_within_budget, resolve_one, utc
 
 ContentKind = Literal["workbook", "view", "datasource", "flow", "project"]
-SortKey = Literal["name", "updated_at", "created_at", "size", "project", "owner"]
 # What "all content" means for ownership questions: views belong to their workbook's owner.
 OWNED_KINDS: tuple[ContentKind, ...] = ("workbook", "datasource", "flow", "project")
 
@@ -30,14 +29,6 @@ class ContentFilters(BaseModel):
     name_match: Literal["contains", "exact"] = Field("contains", description="How `name` matches.")
     updated_before: datetime | None = Field(None, description="ISO 8601; only items last updated before this.")
     updated_after: datetime | None = Field(None, description="ISO 8601; only items last updated after this.")
-
-
-class ListContentInput(ContentFilters):
-    kind: ContentKind = Field("workbook", description="Which kind of content to list.")
-    sort_by: SortKey = Field("name", description="Sort key.")
-    descending: bool = Field(False, description="Sort in descending order.")
-    limit: int = Field(50, ge=1, le=500, description="Items per page (at most 500).")
-    cursor: str | None = Field(None, description="`next_cursor` from the previous page, with the same filters.")
 
 
 class ContentItem(BaseModel):
@@ -57,13 +48,6 @@ class ContentItem(BaseModel):
     datasource_type: str | None = None
     lock_mode: str | None = Field(None, description="For projects: how content permissions are managed.")
     tags: list[str] = Field(default_factory=list)
-
-
-class ListContentOutput(BaseModel):
-    kind: ContentKind
-    items: list[ContentItem]
-    total: int = Field(description="How many items match the filters in all.")
-    next_cursor: str | None = Field(None, description="Pass as `cursor` to get the next page; null when done.")
 
 
 def _server_filters(kind: ContentKind, filters: ContentFilters) -> list[tuple[str, str, str]]:
@@ -93,26 +77,35 @@ async def resolve_owner(ctx: ToolContext, owner: str) -> Any:
     )
 
 
-async def select_content(ctx: ToolContext, kind: ContentKind, filters: ContentFilters) -> list[Any]:
-    """All records of `kind` matching `filters`, with `project_path` filled in."""
+def check_project(tree: Any, project: str | None) -> None:
+    """A project path that names no project is an error with the closest paths, never an empty answer."""
+    if project and not any(in_project(path, project) for path in tree.paths().values()):
+        known = sorted(tree.paths().values())
+        from tools.common import closest
+
+        suggestions = ", ".join(repr(p) for p in closest(project, known)) or "none"
+        raise ToolFailure(
+            f"No project with path '{project}'. Closest project paths: {suggestions}. "
+            "Use list_content with kind='project' to see all project paths."
+        )
+
+
+async def select_content(
+    ctx: ToolContext, kind: ContentKind, filters: ContentFilters, *, records: list[Any] | None = None
+) -> list[Any]:
+    """All records of `kind` matching `filters` (read from Tableau, or picked from `records`), as
+    (record, project path) pairs."""
     async def owner() -> str | None:
         return (await resolve_owner(ctx, filters.owner)).id if filters.owner else None
 
     owner_id, tree = await gather(owner, ctx.tableau.project_tree)
-    if filters.project and not any(in_project(path, filters.project) for path in tree.paths().values()):
-        known = sorted(tree.paths().values())
-        from tools.common import closest
-
-        suggestions = ", ".join(repr(p) for p in closest(filters.project, known)) or "none"
-        raise ToolFailure(
-            f"No project with path '{filters.project}'. Closest project paths: {suggestions}. "
-            "Use list_content with kind='project' to see all project paths."
-        )
-    pushed = _server_filters(kind, filters)
-    if kind == "project" and not pushed:
-        records = await ctx.tableau.project_records()  # the listing the tree was built from
-    else:
-        records = await ctx.tableau.list_content(kind, filters=pushed)
+    check_project(tree, filters.project)
+    if records is None:
+        pushed = _server_filters(kind, filters)
+        if kind == "project" and not pushed:
+            records = await ctx.tableau.project_records()  # the listing the tree was built from
+        else:
+            records = await ctx.tableau.list_content(kind, filters=pushed)
     after, before = utc(filters.updated_after), utc(filters.updated_before)
     wanted_name = filters.name.lower() if filters.name else None
     selected = []
@@ -136,7 +129,7 @@ async def select_content(ctx: ToolContext, kind: ContentKind, filters: ContentFi
     return selected
 
 
-def _item(kind: ContentKind, record: Any, path: str | None) -> ContentItem:
+def content_item(kind: ContentKind, record: Any, path: str | None) -> ContentItem:
     return ContentItem(
         kind=kind,
         id=record.id,
@@ -155,47 +148,6 @@ def _item(kind: ContentKind, record: Any, path: str | None) -> ContentItem:
         lock_mode=getattr(record, "content_permissions", None) if kind == "project" else None,
         tags=sorted(record.tags or ()),
     )
-
-
-def _sort_key(sort_by: SortKey):
-    oldest = datetime.min.replace(tzinfo=UTC)
-    keys = {
-        "name": lambda i: (i.name.lower(), i.id),
-        "updated_at": lambda i: (i.updated_at or oldest, i.id),
-        "created_at": lambda i: (i.created_at or oldest, i.id),
-        "size": lambda i: (i.size_mb or 0, i.id),
-        "project": lambda i: ((i.project_path or "").lower(), i.name.lower(), i.id),
-        "owner": lambda i: ((i.owner or "").lower(), i.name.lower(), i.id),
-    }
-    return keys[sort_by]
-
-
-async def list_content(ctx: ToolContext, args: ListContentInput) -> ListContentOutput:
-    query = args.model_dump(mode="json", exclude={"cursor", "limit"})
-    offset = decode_cursor(args.cursor, query)
-    selected = await select_content(ctx, args.kind, args)
-    items = sorted((_item(args.kind, r, p) for r, p in selected), key=_sort_key(args.sort_by), reverse=args.descending)
-    page, next_cursor = page_within_budget(items, offset, args.limit, query, json_size)
-    return ListContentOutput(kind=args.kind, items=page, total=len(items), next_cursor=next_cursor)
-
-
-LIST_CONTENT = ToolSpec(
-    name="list_content",
-    title="List Tableau content",
-    description=(
-        "List workbooks, views, data sources, flows or projects on the Tableau site, filtered by project path "
-        "(sub-projects included), owner, tag, name and last-update time, sorted and paged. Returns each item's "
-        "id, name, full project path, owner, update time and kind-specific facts (size, extracts, view counts), "
-        "plus `total` matches and `next_cursor` for more.\n"
-        'Example: {"kind": "workbook", "project": "Finance", "updated_before": "2025-01-01T00:00:00Z", '
-        '"sort_by": "updated_at"} lists Finance workbooks not updated since 2025.'
-    ),
-    input_model=ListContentInput,
-    output_model=ListContentOutput,
-    effect="read",
-    annotations=READ_ONLY,
-    run=list_content,
-)
 
 
 class FindOwnersInput(ContentFilters):

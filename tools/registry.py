@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from server.toolkit import ToolSpec
 from tools.approvals import GET_REQUEST
-from tools.content import FIND_OWNERS, LIST_CONTENT
+from tools.budget import with_clipped_output
+from tools.content import FIND_OWNERS
 from tools.directory import LIST_GROUPS, LIST_USERS
 from tools.groups import ADD_USER_TO_GROUP
 from tools.jobs import GET_JOB, LIST_JOBS, REFRESH_AND_WAIT
+from tools.listing import LIST_CONTENT
 from tools.permissions import INSPECT_PERMISSIONS
 
-TOOLS: tuple[ToolSpec, ...] = (
+_SPECS: tuple[ToolSpec, ...] = (
     LIST_CONTENT,
     FIND_OWNERS,
     LIST_USERS,
@@ -22,5 +24,7 @@ TOOLS: tuple[ToolSpec, ...] = (
     ADD_USER_TO_GROUP,
     GET_REQUEST,
 )
+# Every result has its long strings cut with a marker (tools/budget.py), whichever tool made it.
+TOOLS: tuple[ToolSpec, ...] = tuple(with_clipped_output(spec) for spec in _SPECS)
 
 TOOLS_BY_NAME: dict[str, ToolSpec] = {spec.name: spec for spec in TOOLS}

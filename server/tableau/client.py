@@ -818,6 +818,58 @@ class TableauClient:
             records = await self._fill_owners(records)  # e.g. a server that ignores owner.name on flows
         return records
 
+    async def content_page(
+        self,
+        kind: ContentKind,
+        *,
+        page_number: int,
+        page_size: int,
+        filters: Iterable[Filter] | None = None,
+        sort: Iterable[SortKey] | None = None,
+    ) -> tuple[list[ContentRecord], int]:
+        """One page of `kind` items, filtered, sorted and paged by Tableau: one request.
+
+        Returns (records, how many match in all). A page past the end is an empty page, not an error
+        (Tableau answers it with 400006; the count then costs one more request).
+        """
+        self._check_kind(kind)
+        expressions = filter_expressions(filters)
+        fetch = self._content_fetch(kind, expressions, sort_expressions(sort, CONTENT_SORT))
+        try:
+            records, page = await self._call(self._ctx(f"listing {kind}s"), fetch, page_number, page_size)
+        except InvalidRequest as exc:
+            if page_number <= 1 or getattr(exc, "code", None) != "400006":
+                raise
+            return [], await self.count_content(kind, filters)
+        if any(r.owner_id and r.owner_name is None for r in records):
+            records = await self._fill_owners(records)
+        total = page.total_available if page.total_available >= 0 else len(records)
+        return records, total
+
+    async def workbook_views(self, workbook: ContentRecord) -> list[ContentRecord]:
+        """Every view of one workbook with its usage count: one unpaged request (Query Views for Workbook).
+
+        Tableau leaves the owner, project and workbook out of this answer; they are the workbook's.
+        """
+        server = self._tsc()
+        endpoint = server.workbooks
+
+        def fetch() -> list[ContentRecord]:
+            url = f"{endpoint.baseurl}/{workbook.id}/views?includeUsageStatistics=true"
+            return content_page("view", endpoint.get_request(url).content)[0]
+
+        views = await self._call(self._item_ctx("workbook", workbook.id, "listing the views of"), fetch)
+        inherited = {
+            "workbook_id": workbook.id,
+            "workbook_name": workbook.name,
+            "project_id": workbook.project_id,
+            "project_name": workbook.project_name,
+            "owner_id": workbook.owner_id,
+            "owner_name": workbook.owner_name,
+            "owner_email": workbook.owner_email,
+        }
+        return [view.model_copy(update=inherited) for view in views]
+
     async def count_content(self, kind: ContentKind, filters: Iterable[Filter] | None = None) -> int:
         """How many `kind` items match `filters` (one request with pageSize=1)."""
         self._check_kind(kind)
