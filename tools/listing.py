@@ -8,6 +8,7 @@ What one page costs, in requests, beyond the cached project listing and (with `o
   batches of project names) is read in full, ⌈matches ÷ 1000⌉ requests per batch, and the rest is matched
   here: a name that `contains` a text, a subtree whose project names recur elsewhere on the site, names
   with `,` `&` `[` `]` or `:` (which Tableau's filter syntax cannot hold; they become `*` wildcards).
+  Its cursor pages page through what the first page read (for the cache TTL): no request.
 - The views of one workbook (`workbook`): the workbook's lookup plus one request for its views.
 - Flows: every flow matching the name filter (⌈flows ÷ 1000⌉ requests); projects: the cached listing.
 Totals are always exact: Tableau's count when it applied every filter, the matches counted here otherwise.
@@ -15,16 +16,27 @@ Totals are always exact: Tableau's count when it applied every filter, the match
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Literal
+from weakref import WeakKeyDictionary
 
 from pydantic import BaseModel, Field
 
 from server.toolkit import READ_ONLY, ToolContext, ToolFailure, ToolSpec
 from tools.budget import BUDGET_TEXT, fit_budget
-from tools.common import UNFILTERABLE, decode_cursor, gather, in_project, json_size, resolve_content, utc
+from tools.common import (
+    UNFILTERABLE,
+    decode_cursor,
+    gather,
+    in_project,
+    json_size,
+    query_digest,
+    resolve_content,
+    utc,
+)
 from tools.content import (
     ContentFilters,
     ContentItem,
@@ -51,6 +63,10 @@ SERVER_SORT: dict[str, tuple[str, str]] = {
     "owner": ("ownerName", "name"),
 }
 MAX_PAGE = 1000  # Tableau's largest pageSize
+# A listing matched here is read once: its cursor pages page through the snapshot its first page took
+# (per client, for the client's cache TTL), so they cost no request and never shift under the reader.
+_SNAPSHOTS: WeakKeyDictionary[Any, dict[str, tuple[float, list[Any]]]] = WeakKeyDictionary()
+SNAPSHOTS_KEPT = 8
 NAME_BATCH_CHARS = 1500  # keeps a `projectName:in:[…]` filter well inside any URL length limit
 
 
@@ -287,6 +303,24 @@ async def _scanned(ctx: ToolContext, kind: str, plan: Plan) -> list[Any]:
     return kept
 
 
+async def _scanned_once(ctx: ToolContext, kind: str, plan: Plan, query: dict[str, Any], offset: int) -> list[Any]:
+    """`_scanned`, or for a cursor page the snapshot the query's first page read (within the cache TTL)."""
+    snapshots = _SNAPSHOTS.setdefault(ctx.tableau, {})
+    ttl = ctx.tableau.settings.cache_ttl
+    key = query_digest(query)
+    taken = snapshots.get(key)
+    if offset and taken is not None and time.monotonic() - taken[0] < ttl:
+        return taken[1]
+    started = time.monotonic()
+    records = await _scanned(ctx, kind, plan)
+    if ttl > 0:
+        snapshots.pop(key, None)
+        snapshots[key] = (started, records)
+        while len(snapshots) > SNAPSHOTS_KEPT:
+            snapshots.pop(next(iter(snapshots)))
+    return records
+
+
 async def _workbook_views(ctx: ToolContext, args: ListContentInput) -> list[tuple[Any, str | None]]:
     """The views of one workbook, with every other filter applied here (a workbook has few views)."""
     workbook, _ = await resolve_content(ctx, "workbook", args.workbook, project=args.project)
@@ -323,7 +357,7 @@ async def list_content(ctx: ToolContext, args: ListContentInput) -> ListContentO
             records, total = await _tableau_window(ctx, args.kind, plan, args, offset)
             window = [content_item(args.kind, r, tree.path_of(r.project_id)) for r in records]
         else:
-            records = await _scanned(ctx, args.kind, plan)
+            records = await _scanned_once(ctx, args.kind, plan, query, offset)
             items = [content_item(args.kind, r, tree.path_of(r.project_id)) for r in records]
             ordered = _sorted(args.kind, items, args)
             window, total = ordered[offset : offset + args.limit], len(ordered)
@@ -354,7 +388,8 @@ LIST_CONTENT = ToolSpec(
         "Cost: Tableau filters, sorts and pages workbooks, views and data sources itself (one request per page) "
         "unless a filter needs checking here: name `contains`, or a project subtree whose project names also "
         "exist elsewhere; then every item of the narrowest query (`projectName:in:[…]` batches) is read, "
-        "⌈matches ÷ 1000⌉ requests. Flows are read in full; projects come from a cached listing.\n"
+        "⌈matches ÷ 1000⌉ requests, and its cursor pages reuse that reading. Flows are read in full; projects "
+        "come from a cached listing.\n"
         f"{BUDGET_TEXT}\n"
         'Example: {"kind": "view", "workbook": "Sales Pipeline", "sort_by": "total_views", "descending": true} '
         "lists that workbook's views, most viewed first."
