@@ -11,6 +11,7 @@ from tools.groups import ADD_USER_TO_GROUP
 from tools.jobs import GET_JOB, LIST_JOBS, REFRESH_AND_WAIT
 from tools.listing import LIST_CONTENT
 from tools.permissions import INSPECT_PERMISSIONS
+from tools.site import LIST_REFRESH_TASKS, WHOAMI
 
 _SPECS: tuple[ToolSpec, ...] = (
     LIST_CONTENT,
@@ -20,9 +21,11 @@ _SPECS: tuple[ToolSpec, ...] = (
     INSPECT_PERMISSIONS,
     LIST_JOBS,
     GET_JOB,
+    LIST_REFRESH_TASKS,
     REFRESH_AND_WAIT,
     ADD_USER_TO_GROUP,
     GET_REQUEST,
+    WHOAMI,
 )
 # Every result has its long strings cut with a marker (tools/budget.py), whichever tool made it.
 TOOLS: tuple[ToolSpec, ...] = tuple(with_clipped_output(spec) for spec in _SPECS)
