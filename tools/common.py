@@ -9,10 +9,10 @@ import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import anyio
-from pydantic import BaseModel
+from pydantic import BaseModel, SerializerFunctionWrapHandler, model_serializer
 
 from server.arguments import closest
 from server.tableau.errors import first_error
@@ -68,6 +68,23 @@ def page_within_budget(
 def json_size(model: BaseModel) -> int:
     # The text mirror MCP clients show the model is indented JSON, nested two levels deep in the result.
     return len(model.model_dump_json(indent=2)) + model.model_dump_json(indent=2).count("\n") * 4
+
+
+class KindShaped(BaseModel):
+    """A result item whose fields depend on its `kind` (docs/CONVENTIONS.md, "Result shape").
+
+    `APPLIES_TO` maps a field to the kinds it applies to; for any other kind the field is left out of
+    the result rather than sent as null (`workbook` on a workbook). Unlisted fields apply to every kind
+    and are always present, null meaning "not known" or "not yet".
+    """
+
+    APPLIES_TO: ClassVar[dict[str, frozenset[str]]] = {}
+
+    @model_serializer(mode="wrap")
+    def _omit_inapplicable(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        kind = getattr(self, "kind", None)
+        return {k: v for k, v in data.items() if k not in self.APPLIES_TO or kind in self.APPLIES_TO[k]}
 
 
 def require_name(query: str, what: str) -> str:
