@@ -224,23 +224,32 @@ def _orderable(value: Any) -> tuple:
     return (1, value.casefold() if isinstance(value, str) else value)
 
 
-def _sort_values(kind: str, sort_by: str, item: ContentItem) -> tuple:
-    project = item.project_path if kind == "project" else (item.project_path or "").rsplit("/", 1)[-1] or None
-    primary = {
-        "name": item.name,
-        "updated_at": item.updated_at,
-        "created_at": item.created_at,
-        "size": item.size_mb,
-        "total_views": item.total_views,
-        "project": project,
-        "owner": item.owner,
-    }[sort_by]
-    tie = item.created_at if sort_by == "name" else item.name
-    return (_orderable(primary), _orderable(tie), item.id)
+def _project_key(kind: str, record: Any, path: str | None) -> str | None:
+    # Tableau's projectName is the project's own name; projects themselves sort by path.
+    return path if kind == "project" else ((path or "").rsplit("/", 1)[-1] or None)
 
 
-def _sorted(kind: str, items: list[ContentItem], args: ListContentInput) -> list[ContentItem]:
-    return sorted(items, key=partial(_sort_values, kind, args.sort_by), reverse=args.descending)
+_PRIMARY: dict[str, Callable[[str, Any, str | None], Any]] = {
+    "name": lambda kind, record, path: record.name,
+    "updated_at": lambda kind, record, path: record.updated_at,
+    "created_at": lambda kind, record, path: record.created_at,
+    "size": lambda kind, record, path: record.size,
+    "total_views": lambda kind, record, path: record.total_view_count,
+    "project": _project_key,
+    "owner": lambda kind, record, path: record.owner_name,
+}
+
+
+def _sorted(kind: str, selected: list[tuple[Any, str | None]], args: ListContentInput) -> list[tuple[Any, str | None]]:
+    """(record, project path) pairs in the order Tableau gives the same sort (SERVER_SORT)."""
+    primary = _PRIMARY[args.sort_by]
+
+    def key(pair: tuple[Any, str | None]) -> tuple:
+        record, path = pair
+        tie = record.created_at if args.sort_by == "name" else record.name
+        return (_orderable(primary(kind, record, path)), _orderable(tie), record.id)
+
+    return sorted(selected, key=key, reverse=args.descending)
 
 
 def server_sort(sort_by: str, descending: bool) -> list[str]:
@@ -303,8 +312,11 @@ async def _scanned(ctx: ToolContext, kind: str, plan: Plan) -> list[Any]:
     return kept
 
 
-async def _scanned_once(ctx: ToolContext, kind: str, plan: Plan, query: dict[str, Any], offset: int) -> list[Any]:
-    """`_scanned`, or for a cursor page the snapshot the query's first page read (within the cache TTL)."""
+async def _scanned_in_order(
+    ctx: ToolContext, plan: Plan, args: ListContentInput, tree: Any, query: dict[str, Any], offset: int
+) -> list[tuple[Any, str | None]]:
+    """`_scanned`, sorted; for a cursor page, the ordered snapshot the query's first page took
+    (within the cache TTL), so later pages cost neither a request nor a sort."""
     snapshots = _SNAPSHOTS.setdefault(ctx.tableau, {})
     ttl = ctx.tableau.settings.cache_ttl
     key = query_digest(query)
@@ -312,13 +324,14 @@ async def _scanned_once(ctx: ToolContext, kind: str, plan: Plan, query: dict[str
     if offset and taken is not None and time.monotonic() - taken[0] < ttl:
         return taken[1]
     started = time.monotonic()
-    records = await _scanned(ctx, kind, plan)
+    records = await _scanned(ctx, args.kind, plan)
+    ordered = _sorted(args.kind, [(r, tree.path_of(r.project_id)) for r in records], args)
     if ttl > 0:
         snapshots.pop(key, None)
-        snapshots[key] = (started, records)
+        snapshots[key] = (started, ordered)
         while len(snapshots) > SNAPSHOTS_KEPT:
             snapshots.pop(next(iter(snapshots)))
-    return records
+    return ordered
 
 
 async def _workbook_views(ctx: ToolContext, args: ListContentInput) -> list[tuple[Any, str | None]]:
@@ -355,17 +368,15 @@ async def list_content(ctx: ToolContext, args: ListContentInput) -> ListContentO
             window, total = [], 0
         elif plan.tableau_pages:
             records, total = await _tableau_window(ctx, args.kind, plan, args, offset)
-            window = [content_item(args.kind, r, tree.path_of(r.project_id)) for r in records]
+            window = [(r, tree.path_of(r.project_id)) for r in records]
         else:
-            records = await _scanned_once(ctx, args.kind, plan, query, offset)
-            items = [content_item(args.kind, r, tree.path_of(r.project_id)) for r in records]
-            ordered = _sorted(args.kind, items, args)
+            ordered = await _scanned_in_order(ctx, plan, args, tree, query, offset)
             window, total = ordered[offset : offset + args.limit], len(ordered)
     else:
-        selected = await _local_selection(ctx, args, tree)
-        ordered = _sorted(args.kind, [content_item(args.kind, r, p) for r, p in selected], args)
+        ordered = _sorted(args.kind, await _local_selection(ctx, args, tree), args)
         window, total = ordered[offset : offset + args.limit], len(ordered)
-    page = fit_budget(window, offset, total, query, json_size)
+    items = [content_item(args.kind, record, path) for record, path in window]
+    page = fit_budget(items, offset, total, query, json_size)
     return ListContentOutput(
         kind=args.kind,
         items=page.items,

@@ -5,6 +5,7 @@ cursors over every page, the result budget and the long-string marker."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -177,3 +178,34 @@ async def test_one_huge_name_is_cut_with_a_marker_in_every_tool(steward) -> None
     assert body["items"][0]["name"].endswith("… [99,005 more characters cut]")
     assert len(users.content[0].text) < 5_000
     assert "more characters cut]" in json.dumps(structured(users))
+
+
+async def test_owner_tag_time_and_name_filters_combine_like_the_site(steward) -> None:
+    state = steward.state
+    owner_id, _ = Counter(w.owner_id for w in state.workbooks.values()).most_common(1)[0]
+    owner = state.users[owner_id]
+    tag = Counter(t for w in state.workbooks.values() for t in w.tags).most_common(1)[0][0]
+    middle = sorted(w.updated_at for w in state.workbooks.values())[len(state.workbooks) // 2]
+    cases = [
+        ({"owner": owner.email}, lambda w: w.owner_id == owner_id),
+        ({"tag": tag}, lambda w: tag in w.tags),
+        ({"updated_after": middle.isoformat()}, lambda w: w.updated_at >= middle),
+        ({"updated_before": middle.isoformat(), "tag": tag}, lambda w: w.updated_at < middle and tag in w.tags),
+        ({"name": "sales"}, lambda w: "sales" in w.name.lower()),  # 'contains' is matched here, ignoring case
+    ]
+    async with steward.client() as client:
+        for args, keep in cases:
+            items, bodies = await every_page(client, {**args, "limit": 25})
+            expected = {w.id for w in state.workbooks.values() if keep(w)}
+            assert expected and {i["id"] for i in items} == expected, args
+            assert bodies[0]["total"] == len(expected), args
+
+
+async def test_a_cursor_past_the_end_of_a_shrunken_site_is_an_empty_last_page(steward) -> None:
+    state = steward.state
+    async with steward.client() as client:
+        first = structured(await client.call_tool("list_content", {"limit": 30}))
+        for workbook_id in sorted(state.workbooks)[: len(state.workbooks) - 20]:
+            del state.workbooks[workbook_id]  # the site loses workbooks between two pages
+        after = structured(await client.call_tool("list_content", {"limit": 30, "cursor": first["next_cursor"]}))
+    assert after["items"] == [] and after["next_cursor"] is None and after["total"] == len(state.workbooks) == 20
