@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from server.tableau.client import LEAN_FIELDS, LEAN_KINDS
 from server.toolkit import READ_ONLY, ToolContext, ToolFailure, ToolSpec
 from tools.common import decode_cursor, gather, in_project, json_size, page_within_budget, resolve_one, utc
 
@@ -91,10 +92,16 @@ def check_project(tree: Any, project: str | None) -> None:
 
 
 async def select_content(
-    ctx: ToolContext, kind: ContentKind, filters: ContentFilters, *, records: list[Any] | None = None
+    ctx: ToolContext,
+    kind: ContentKind,
+    filters: ContentFilters,
+    *,
+    records: list[Any] | None = None,
+    lean: bool = False,
 ) -> list[Any]:
     """All records of `kind` matching `filters` (read from Tableau, or picked from `records`), as
-    (record, project path) pairs."""
+    (record, project path) pairs. `lean` reads only ids, names, times, project and owner ids (no owner
+    names, tags or kind-specific facts), a third of the bytes, for callers that need no more."""
     async def owner() -> str | None:
         return (await resolve_owner(ctx, filters.owner)).id if filters.owner else None
 
@@ -105,7 +112,8 @@ async def select_content(
         if kind == "project" and not pushed:
             records = await ctx.tableau.project_records()  # the listing the tree was built from
         else:
-            records = await ctx.tableau.list_content(kind, filters=pushed)
+            fields = LEAN_FIELDS if lean and kind in LEAN_KINDS and not filters.tag else None
+            records = await ctx.tableau.list_content(kind, filters=pushed, fields=fields)
     after, before = utc(filters.updated_after), utc(filters.updated_before)
     wanted_name = filters.name.lower() if filters.name else None
     selected = []
@@ -210,7 +218,7 @@ async def find_owners(ctx: ToolContext, args: FindOwnersInput) -> FindOwnersOutp
     kinds = OWNED_KINDS if args.kind == "all" else (args.kind,)
     # The kinds and the user list are independent: fetch them side by side, not one after another.
     *selections, users = await gather(
-        *(partial(select_content, ctx, kind, args) for kind in kinds), ctx.tableau.users_by_id
+        *(partial(select_content, ctx, kind, args, lean=True) for kind in kinds), ctx.tableau.users_by_id
     )
     owned: dict[str, list[tuple[str, Any, str | None]]] = defaultdict(list)
     for kind, selection in zip(kinds, selections, strict=True):

@@ -100,3 +100,18 @@ async def test_a_project_subtree_costs_the_narrowest_project_name_listing(large:
     assert len(requests) == math.ceil(named / 1000) < math.ceil(len(state.workbooks) / 1000)
     assert all("projectName:in:[" in unquote_plus(e.query) for e in requests)
     assert again == []
+
+
+async def test_find_owners_reads_only_the_fields_an_ownership_count_needs(large: Steward) -> None:
+    state = large.state
+    async with large.client() as client:
+        mark = len(large.emulator.request_log)
+        body = structured(await client.call_tool("find_owners", {"kind": "workbook", "limit": 200}))
+        pages = [e for e in large.requests_since(mark) if e.path.endswith("/workbooks")]
+    assert len(pages) == math.ceil(len(state.workbooks) / 1000)
+    assert all("fields=id,name,createdAt,updatedAt,project.id,owner.id" in unquote_plus(e.query) for e in pages)
+    counts = Counter(w.owner_id for w in state.workbooks.values())
+    assert body["total_owners"] == len(counts) and body["total_items"] == len(state.workbooks)
+    for owner in body["owners"]:
+        assert owner["item_count"] == counts[owner["user_id"]]
+        assert all(example.startswith("workbook: ") and "/" in example for example in owner["examples"])
