@@ -23,10 +23,14 @@ from tools.common import RESULT_CHAR_BUDGET, encode_cursor
 T = TypeVar("T")
 
 MAX_STRING_CHARS = 1_000
+CLIP_TEXT = f"Text longer than {MAX_STRING_CHARS:,} characters is cut, marked '… [N more characters cut]'."
+PAGE_TEXT = (
+    f"Each result stays under about {RESULT_CHAR_BUDGET:,} characters, so a page may hold fewer than `limit` "
+    f"items; `next_cursor` continues. {CLIP_TEXT}"
+)
 BUDGET_TEXT = (
     f"Each result stays under about {RESULT_CHAR_BUDGET:,} characters: when `limit` items do not fit, the page is "
-    f"shorter, `budget_cut` says how many were left for the next page, and `next_cursor` continues. Text longer "
-    f"than {MAX_STRING_CHARS:,} characters is cut, marked '… [N more characters cut]'."
+    f"shorter, `budget_cut` says how many were left for the next page, and `next_cursor` continues. {CLIP_TEXT}"
 )
 
 
@@ -69,13 +73,24 @@ def clip_strings(value: T) -> T:
 
 
 def with_clipped_output(spec: ToolSpec) -> ToolSpec:
-    """The same tool, whose result has its long strings cut (the registry applies this to every tool)."""
+    """The same tool, whose result has its long strings cut (the registry applies this to every tool),
+    and whose description says so, with the page budget when the tool reports `budget_cut`."""
     run = spec.run
 
     async def clipped(ctx: Any, args: Any) -> BaseModel:
         return clip_strings(await run(ctx, args))
 
-    return dataclasses.replace(spec, run=clipped)
+    description = spec.description
+    if CLIP_TEXT not in description:
+        fields = spec.output_model.model_fields
+        if "budget_cut" in fields:
+            note = BUDGET_TEXT
+        elif "next_cursor" in fields:
+            note = PAGE_TEXT
+        else:
+            note = CLIP_TEXT
+        description = f"{description.rstrip()}\n{note}"
+    return dataclasses.replace(spec, run=clipped, description=description)
 
 
 @dataclass(frozen=True)

@@ -209,3 +209,14 @@ async def test_a_cursor_past_the_end_of_a_shrunken_site_is_an_empty_last_page(st
             del state.workbooks[workbook_id]  # the site loses workbooks between two pages
         after = structured(await client.call_tool("list_content", {"limit": 30, "cursor": first["next_cursor"]}))
     assert after["items"] == [] and after["next_cursor"] is None and after["total"] == len(state.workbooks) == 20
+
+
+async def test_every_tool_description_states_the_output_budget(steward) -> None:
+    async with steward.client() as client:
+        listed = await client.list_tools()
+    for tool in listed.tools:
+        assert "more characters cut]" in tool.description, tool.name
+        if "next_cursor" in (tool.output_schema or {}).get("properties", {}):  # a paged tool
+            assert "20,000 characters" in tool.description, tool.name
+    content = next(t for t in listed.tools if t.name == "list_content")
+    assert "`budget_cut`" in content.description and "⌈matches ÷ 1000⌉" in content.description
