@@ -1,8 +1,10 @@
-"""list_jobs on the large emulated site (8,000 jobs a week) pages in Tableau: counted in the emulator's log.
+"""list_jobs and names on the large emulated site (8,000 jobs a week, 20,000 workbooks), counted in the
+emulator's request log.
 
-A first page and a cursor page each cost at most 3 requests beyond the cached lookups (the job-target
-index: extract-bearing workbooks and data sources, and flows), and failure reasons cost one detail
-request per failed job on the page, never per job on the site.
+A first page and a cursor page of list_jobs each cost at most 3 requests beyond the cached lookups (the
+job-target index: extract-bearing workbooks and data sources, and flows), and failure reasons cost one
+detail request per failed job on the page, never per job on the site. A name, whatever characters it
+holds, costs one filtered listing; an ambiguous one names the project paths that separate it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 import pytest
 
 from emulator.testing import start_emulator
-from tests.server.conftest import Steward, site_copy, structured, write_policy
+from tests.server.conftest import Steward, error_text, site_copy, structured, write_policy
 from tests.server.test_trusted_answers import sharing
 
 pytestmark = pytest.mark.anyio
@@ -97,3 +99,44 @@ async def test_failure_reasons_cost_one_request_per_failed_job_on_the_page(large
     assert len(requests) - len(details) == 1, "one page of Query Jobs"
     assert all(j["notes"] == large.state.jobs[j["id"]].notes for j in body["jobs"])
     assert body["total"] == len(week(large, status="Failed"))
+
+
+def workbook_requests(steward: Steward, mark: int) -> list[Any]:
+    return [e for e in steward.requests_since(mark) if e.path.endswith("/workbooks")]
+
+
+async def test_a_name_tableau_cannot_filter_costs_one_listing_like_any_name(large: Steward) -> None:
+    state = large.state
+    workbook = min(state.workbooks.values(), key=lambda w: w.id)
+    workbook.name = "R&D, Costs [FY26]: Plan"  # every character Tableau's filter syntax cannot express
+    async with large.client() as client:
+        mark = len(large.emulator.request_log)
+        body = structured(await client.call_tool("inspect_permissions", {"kind": "workbook", "target": workbook.name}))
+        requests = workbook_requests(large, mark)
+        mark = len(large.emulator.request_log)
+        upper = structured(
+            await client.call_tool("inspect_permissions", {"kind": "workbook", "target": workbook.name.upper()})
+        )
+    assert body["id"] == workbook.id == upper["id"]
+    assert len(requests) == 1 and "name%3Aeq%3AR%2AD%2A+Costs+%2AFY26%2A+Plan" in requests[0].query, requests
+
+
+async def test_an_ambiguous_workbook_names_the_project_paths(large: Steward) -> None:
+    state = large.state
+    by_name: dict[str, list[Any]] = {}
+    for wb in state.workbooks.values():
+        by_name.setdefault(wb.name, []).append(wb)
+    name, shared = next((n, ws) for n, ws in sorted(by_name.items()) if len(ws) == 2
+                        and state.project_path(ws[0].project_id) != state.project_path(ws[1].project_id))
+    async with large.client() as client:
+        text = error_text(await client.call_tool("inspect_permissions", {"kind": "workbook", "target": name}))
+        chosen = structured(
+            await client.call_tool(
+                "inspect_permissions",
+                {"kind": "workbook", "target": name, "project": state.project_path(shared[1].project_id)},
+            )
+        )
+    assert "Pass `project`" in text
+    for wb in shared:
+        assert wb.id in text and state.project_path(wb.project_id) in text
+    assert chosen["id"] == shared[1].id
