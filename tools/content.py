@@ -5,13 +5,22 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field
 
 from server.tableau.client import LEAN_FIELDS, LEAN_KINDS
 from server.toolkit import READ_ONLY, ToolContext, ToolFailure, ToolSpec
-from tools.common import decode_cursor, gather, in_project, json_size, page_within_budget, resolve_one, utc
+from tools.common import (
+    KindShaped,
+    decode_cursor,
+    gather,
+    in_project,
+    json_size,
+    page_within_budget,
+    resolve_one,
+    utc,
+)
 
 ContentKind = Literal["workbook", "view", "datasource", "flow", "project"]
 # What "all content" means for ownership questions: views belong to their workbook's owner.
@@ -32,7 +41,18 @@ class ContentFilters(BaseModel):
     updated_after: datetime | None = Field(None, description="ISO 8601; only items last updated after this.")
 
 
-class ContentItem(BaseModel):
+class ContentItem(KindShaped):
+    # Fields that never apply to a kind are left out of its items (docs/CONVENTIONS.md, "Result shape").
+    APPLIES_TO: ClassVar[dict[str, frozenset[str]]] = {
+        "size_mb": frozenset({"workbook", "datasource"}),
+        "has_extracts": frozenset({"workbook", "datasource"}),
+        "workbook": frozenset({"view"}),
+        "total_views": frozenset({"view"}),
+        "sheet_count": frozenset({"workbook"}),
+        "datasource_type": frozenset({"datasource"}),
+        "lock_mode": frozenset({"project"}),
+    }
+
     kind: ContentKind
     id: str
     name: str

@@ -301,3 +301,23 @@ async def test_whoami_says_who_as_whom_and_what_the_policy_allows(steward: Stewa
     assert body["principal"] == "tester" and body["policy_mode"] == "read-write"
     assert set(body["tools_you_can_use"]) == {spec.name for spec in TOOLS}
     assert [r["id"] for r in body["rules"]] == ["everything"]
+
+
+# -- result shape ----------------------------------------------------------------------------------
+
+
+async def test_items_leave_out_fields_that_never_apply_to_their_kind(steward: Steward) -> None:
+    state = steward.state
+    async with steward.client() as client:
+        workbooks = structured(await client.call_tool("list_content", {"kind": "workbook", "limit": 5}))
+        views = structured(await client.call_tool("list_content", {"kind": "view", "limit": 5}))
+        projects = structured(await client.call_tool("list_content", {"kind": "project", "limit": 5}))
+    for item in workbooks["items"]:
+        assert not {"workbook", "total_views", "lock_mode", "datasource_type"} & set(item), item
+        assert item["has_extracts"] == state.workbooks[item["id"]].has_extracts
+    for item in views["items"]:
+        assert not {"size_mb", "has_extracts", "lock_mode", "sheet_count"} & set(item), item
+        assert item["workbook"] == state.workbooks[state.views[item["id"]].workbook_id].name
+    for item in projects["items"]:
+        assert not {"workbook", "size_mb", "has_extracts", "total_views"} & set(item), item
+        assert "lock_mode" in item and "owner" in item  # fields that apply stay, null or not
