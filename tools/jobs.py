@@ -23,10 +23,11 @@ JobStatus = Literal["Pending", "InProgress", "Success", "Failed", "Cancelled"]
 POLL_START, POLL_GROWTH, POLL_CAP = 0.5, 1.4, 15.0
 
 
-JobType = Literal["refresh_extracts", "increment_extracts", "run_flow", "subscription_notify", "other"]
+JobTypeFilter = Literal["refresh_extracts", "increment_extracts", "run_flow", "subscription_notify"]
+JobType = Literal[JobTypeFilter, "other"]  # one flat enum in the schema
 # Tableau spells job types two ways: Query Jobs says refresh_extracts, Query Job says RefreshExtract.
 # The argument parser reads either; records carry the first.
-KNOWN_JOB_TYPES = frozenset(JobType.__args__) - {"other"}
+KNOWN_JOB_TYPES = frozenset(JobTypeFilter.__args__)
 TargetKind = Literal["workbook", "datasource", "flow"]
 # Query Job gives no title; these are the ones Query Jobs gives for the same types.
 TITLES = {"refresh_extracts": "Refresh Extracts", "increment_extracts": "Increment Extracts", "run_flow": "Run Flow"}
@@ -239,7 +240,7 @@ GET_JOB = ToolSpec(
 
 class ListJobsInput(BaseModel):
     status: JobStatus | None = Field(None, description="Only jobs in this state.")
-    job_type: JobType | None = Field(
+    job_type: JobTypeFilter | None = Field(
         None, description="Only this job type; Tableau's spellings (RefreshExtract, RunFlow) work too."
     )
     target: str | None = Field(None, description="Text contained in the name of what the job works on.")
@@ -274,7 +275,7 @@ def _job_filters(args: ListJobsInput, start: datetime) -> list[tuple[str, str, A
         filters.append(("createdAt", "lt", utc(args.created_before)))
     if args.status:
         filters.append(("status", "eq", args.status))
-    if args.job_type and args.job_type != "other":
+    if args.job_type:
         filters.append(("jobType", "eq", args.job_type))
     if args.target:
         # A job's subtitle names its target; pieces Tableau cannot filter on are matched locally.
