@@ -50,6 +50,7 @@ class Case:
     tool: str
     args: Callable[[dict[str, Any]], dict[str, Any]]  # from the previous case's result
     cold: bool = False
+    latency_ms: float | None = None  # None: the run's --latency-ms
 
 
 @dataclass
@@ -88,6 +89,8 @@ def cases(subtree: str) -> list[Case]:
         Case("list_jobs, cursor page", "list_jobs", _cursor({})),
         Case('find_owners `{"kind": "workbook"}`, cold', "find_owners", _fixed({"kind": "workbook"}), cold=True),
         Case("find_owners `{}` (all kinds), cold", "find_owners", _fixed({}), cold=True),
+        Case('find_owners `{"kind": "workbook"}`, cold, **0 ms** latency', "find_owners", _fixed({"kind": "workbook"}),
+             cold=True, latency_ms=0.0),
     ]
 
 
@@ -113,6 +116,7 @@ async def run(args: argparse.Namespace, workdir: Path, emulator: tuple[str, str,
         for case in cases(subtree):
             times, client_cpu, emulator_cpu, limiter_wait = [], [], [], []
             call_args = case.args(previous)
+            control.set_latency(args.latency_ms if case.latency_ms is None else case.latency_ms)
             entries: list[Any] = []
             body: dict[str, Any] = {}
             await _call(client, case.tool, call_args)  # warms the caches a warm case relies on
@@ -146,7 +150,8 @@ def report(args: argparse.Namespace, argv: list[str], rows: list[Row], concurren
     table = []
     for row in rows:
         wall = median(row.times) * 1000
-        floor = math.ceil(row.requests / concurrency) * latency
+        ms = latency if row.case.latency_ms is None else row.case.latency_ms
+        floor = math.ceil(row.requests / concurrency) * ms
         ratio = f"{wall / floor:.2f}×" if floor else "–"
         table.append(
             [
