@@ -154,6 +154,12 @@ def name_filter(name: str) -> tuple[str, str, str]:
     return ("name", "eq", UNFILTERABLE.sub("*", name))
 
 
+def case_variants(name: str) -> list[str]:
+    """How a name is usually capitalised ('sales pipeline' → 'Sales Pipeline', 'SALES PIPELINE', ...)."""
+    spellings = (name.lower(), name.upper(), name.title(), name.capitalize(), name.swapcase())
+    return [v for v in dict.fromkeys(spellings) if v != name]
+
+
 def _label(kind: str, record: Any, path: str | None) -> str:
     where = f"{path}/" if path and kind != "project" else ""
     inside = f"{record.workbook_name}/" if kind == "view" and getattr(record, "workbook_name", None) else ""
@@ -177,9 +183,10 @@ async def resolve_content(
     """One item of `kind` by id, or by name (exact, then ignoring case) within an optional project
     subtree and, for views, workbook. Returns (record, project path).
 
-    A name costs one filtered listing whatever characters it holds; only a miss costs more: the
-    listing of that kind for case-insensitive matches and suggestions, and one filtered request per
-    other kind to say where the name does exist.
+    A name costs one filtered listing whatever characters it holds; a name in the wrong case one
+    more (the usual capitalisations in one `name:in` filter). Only a miss costs more: the listing of
+    that kind for other case-insensitive matches and suggestions, and one filtered request per other
+    kind to say where the name does exist.
     """
     target = require_name(target, kind)
     tree = await ctx.tableau.project_tree()
@@ -206,7 +213,12 @@ async def resolve_content(
     else:
         candidates = scoped(await ctx.tableau.list_content(kind, filters=[name_filter(target)]))
     found = [pair for pair in candidates if pair[0].name == target]
-    if not found:  # Tableau's name filter is case-sensitive: widen to the kind, then ignore case
+    if not found and kind != "project" and not UNFILTERABLE.search(target):
+        # Tableau's name filter is case-sensitive: try the usual spellings in one request first.
+        variants = case_variants(target)
+        guesses = scoped(await ctx.tableau.list_content(kind, filters=[("name", "in", variants)]))
+        found = match_name(target, guesses, lambda pair: (pair[0].name,))
+    if not found:  # then the whole kind, ignoring case
         candidates = candidates if kind == "project" else scoped(await ctx.tableau.list_content(kind))
         found = match_name(target, candidates, lambda pair: (pair[0].name,))
     if len(found) == 1:

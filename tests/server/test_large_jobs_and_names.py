@@ -9,7 +9,9 @@ holds, costs one filtered listing; an ambiguous one names the project paths that
 
 from __future__ import annotations
 
+import math
 import re
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -117,8 +119,20 @@ async def test_a_name_tableau_cannot_filter_costs_one_listing_like_any_name(larg
         upper = structured(
             await client.call_tool("inspect_permissions", {"kind": "workbook", "target": workbook.name.upper()})
         )
-    assert body["id"] == workbook.id == upper["id"]
+        whole_kind = workbook_requests(large, mark)
+        counts = Counter(w.name.lower() for w in state.workbooks.values())
+        other = min(
+            (w for w in state.workbooks.values() if w.name.istitle() and " " in w.name and counts[w.name.lower()] == 1),
+            key=lambda w: w.id,
+        )
+        mark = len(large.emulator.request_log)
+        lower = structured(await client.call_tool("inspect_permissions", {"kind": "workbook", "target": other.name.lower()}))
+        variants = workbook_requests(large, mark)
+    assert body["id"] == workbook.id == upper["id"] and lower["id"] == other.id
     assert len(requests) == 1 and "name%3Aeq%3AR%2AD%2A+Costs+%2AFY26%2A+Plan" in requests[0].query, requests
+    # A case-insensitive match Tableau cannot filter for costs the kind's listing; a usual capitalisation two requests.
+    assert len(whole_kind) == 1 + math.ceil(len(state.workbooks) / 1000)
+    assert len(variants) == 2 and "name%3Ain%3A" in variants[1].query, variants
 
 
 async def test_an_ambiguous_workbook_names_the_project_paths(large: Steward) -> None:
