@@ -149,5 +149,7 @@ def register_resources_and_prompts(mcp: MCPServer, pipeline: Any) -> None:
             f"List the extract refreshes that failed in the last {days} day(s).\n"
             "1. Call list_jobs with status='Failed' and created_after set accordingly.\n"
             "2. Group by target, quote Tableau's reason, and use find_owners or list_content to name the owner.\n"
-            "3. Suggest next steps (credentials, connectivity, query time limits)."
+            "3. Call list_refresh_tasks with min_consecutive_failures=2 for scheduled refreshes that keep failing, "
+            "and say when each runs next.\n"
+            "4. Suggest next steps (credentials, connectivity, query time limits)."
         )
