@@ -65,6 +65,24 @@ def page_within_budget(
     return page.items, page.next_cursor
 
 
+# Tableau's largest page (tableau-semantics §1.1).
+MAX_PAGE_SIZE = 1000
+
+
+def page_window(offset: int, limit: int, max_size: int = MAX_PAGE_SIZE) -> tuple[int, int, int]:
+    """(page number, page size, items to skip) of one Tableau page holding items [offset, offset + limit).
+
+    Tableau pages start at multiples of the page size, so a cursor left mid-page (the character budget
+    cut a page short) would straddle two pages of size `limit`; a slightly larger page holds the whole
+    window in one request. Falls back to size `limit` (two requests) when no page up to `max_size` does.
+    """
+    last = offset + limit - 1
+    for size in range(limit, max_size + 1):
+        if offset // size == last // size:
+            return offset // size + 1, size, offset % size
+    return offset // limit + 1, limit, offset % limit
+
+
 def json_size(model: BaseModel) -> int:
     # The text mirror MCP clients show the model is indented JSON, nested two levels deep in the result.
     return len(model.model_dump_json(indent=2)) + model.model_dump_json(indent=2).count("\n") * 4

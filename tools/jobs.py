@@ -14,7 +14,16 @@ from pydantic import BaseModel, Field
 from server.tableau.errors import NotFound
 from server.toolkit import READ_ONLY, WRITE_IDEMPOTENT, ToolContext, ToolFailure, ToolSpec
 from tools.budget import fit_budget
-from tools.common import UNFILTERABLE, decode_cursor, gather, is_uuid, json_size, resolve_content, utc
+from tools.common import (
+    UNFILTERABLE,
+    decode_cursor,
+    gather,
+    is_uuid,
+    json_size,
+    page_window,
+    resolve_content,
+    utc,
+)
 
 log = logging.getLogger(__name__)
 
@@ -284,20 +293,19 @@ def _job_filters(args: ListJobsInput, start: datetime) -> list[tuple[str, str, A
 
 
 async def _matching_jobs(ctx: ToolContext, args: ListJobsInput, start: datetime, offset: int) -> tuple[list[Any], int]:
-    """The jobs at `offset`: `limit` of them and the total, from at most two Tableau pages."""
+    """The jobs at `offset`: `limit` of them and the total, from one Tableau page (two at most)."""
     filters = _job_filters(args, start)
     if args.target and UNFILTERABLE.search(args.target):
         # Tableau matched each piece; only a local check knows the whole text. Rare, bounded by the matches.
         wanted = args.target.lower()
         jobs = [j for j in await ctx.tableau.list_jobs(filters=filters) if wanted in (j.target_name or "").lower()]
         return jobs[offset : offset + args.limit], len(jobs)
-    size = args.limit
-    number, skip = divmod(offset, size)
-    jobs, total = await ctx.tableau.jobs_page(filters, None, number + 1, size)
-    jobs = jobs[skip:]
-    if skip and len(jobs) < size and (number + 1) * size < total:
-        more, total = await ctx.tableau.jobs_page(filters, None, number + 2, size)
-        jobs += more[: size - len(jobs)]
+    number, size, skip = page_window(offset, args.limit)
+    jobs, total = await ctx.tableau.jobs_page(filters, None, number, size)
+    jobs = jobs[skip : skip + args.limit]
+    if len(jobs) < args.limit and number * size < total:  # no single page held the window
+        more, total = await ctx.tableau.jobs_page(filters, None, number + 1, size)
+        jobs += more[: args.limit - len(jobs)]
     return jobs, total
 
 

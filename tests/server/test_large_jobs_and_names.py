@@ -61,6 +61,8 @@ async def test_a_first_page_and_a_cursor_page_cost_at_most_three_requests(large:
         first, first_requests, lookups = await call(large, client, args)
         second, second_requests, again = await call(large, client, {**args, "cursor": first["next_cursor"]})
     assert 1 <= len(first_requests) <= BUDGET and 1 <= len(second_requests) <= BUDGET, (first_requests, second_requests)
+    listings = [[e for e in made if e.path.endswith("/jobs")] for made in (first_requests, second_requests)]
+    assert [len(pages) for pages in listings] == [1, 1], "one Query Jobs page each, even mid-page after a budget cut"
     assert lookups and not again, "the target index is loaded once and cached"
     assert first["total"] == second["total"] == len(expected) > 1000
     ids = [j["id"] for j in first["jobs"] + second["jobs"]]

@@ -12,6 +12,7 @@ from mcp.shared.exceptions import MCPError
 
 from emulator import model as m
 from tests.server.conftest import Steward, error_text, structured
+from tools.common import page_window
 from tools.registry import TOOLS
 
 pytestmark = pytest.mark.anyio
@@ -185,6 +186,14 @@ async def test_an_ambiguous_view_lists_ids_and_names_the_workbook_argument(stewa
 
 
 # -- complete job records --------------------------------------------------------------------------
+
+
+def test_page_window_holds_any_cursor_window_in_one_tableau_page() -> None:
+    for limit in (1, 7, 30, 50, 200):
+        for offset in range(0, 5000, 37):
+            number, size, skip = page_window(offset, limit)
+            assert limit <= size <= 1000 and (number - 1) * size + skip == offset
+            assert skip + limit <= size, (offset, limit, size)
 
 
 def sharing(state: m.SiteState, job: m.Job) -> int:
