@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, Literal
@@ -314,27 +315,30 @@ async def list_jobs(ctx: ToolContext, args: ListJobsInput) -> ListJobsOutput:
     offset = decode_cursor(args.cursor, query)
     start = utc(args.created_after) or (datetime.now(UTC) - timedelta(days=7)).replace(microsecond=0)
     jobs, total = await _matching_jobs(ctx, args, start, offset)
-    items = await _complete(ctx, jobs, args.include_failure_reasons, args.exact_targets)
+    items = _with_targets(jobs, await ctx.tableau.job_targets())
+    if args.exact_targets:
+        items = await _with_details(ctx, items, lambda item: item.target_id is None)
     page = fit_budget(items, offset, total, query, json_size)
+    if args.include_failure_reasons:
+        # Reasons only for the jobs that fit; with them the page may fit fewer, never more.
+        enriched = await _with_details(ctx, page.items, lambda item: item.status == "Failed" and item.notes is None)
+        page = fit_budget(enriched, offset, total, query, json_size)
     return ListJobsOutput(
         jobs=page.items,
         total=total,
         window_start=start,
         next_cursor=page.next_cursor,
-        budget_cut=page.cut,
+        budget_cut=len(items) - len(page.items),
     )
 
 
-async def _complete(ctx: ToolContext, jobs: list[Any], with_reasons: bool, exact: bool) -> list[JobItem]:
-    """Jobs with their target's kind and id, and failed jobs with Tableau's reason.
+def _with_targets(jobs: list[Any], index: dict[str, list[Any]]) -> list[JobItem]:
+    """Jobs with their target's kind and id from the cached target index.
 
-    Query Jobs names a target but gives no id and no reason: the cached target index supplies kind
-    and id when the name is unique for the job's type, and says how many items share it otherwise.
-    A detail request (bounded by the page, never the site) covers failed jobs and, when asked,
-    the shared names.
+    Query Jobs names a target but gives no id: the index supplies kind and id when the name is unique
+    for the job's type, and says how many items share it otherwise (never a guess).
     """
-    index = await ctx.tableau.job_targets()
-    items, need_detail = [], []
+    items = []
     for job in jobs:
         item = job_item(job)
         kinds = ("flow",) if item.job_type == "run_flow" else ("workbook", "datasource")
@@ -345,9 +349,12 @@ async def _complete(ctx: ToolContext, jobs: list[Any], with_reasons: bool, exact
             shared_kinds = {t.kind for t in targets}
             kind = shared_kinds.pop() if len(shared_kinds) == 1 else None
             item = item.model_copy(update={"target_kind": kind, "target_id": None, "target_matches": len(targets)})
-        if (with_reasons and item.status == "Failed") or (exact and item.target_id is None):
-            need_detail.append(item.id)
         items.append(item)
+    return items
+
+
+async def _with_details(ctx: ToolContext, items: list[JobItem], wanted: Callable[[JobItem], bool]) -> list[JobItem]:
+    """The `wanted` jobs replaced by Query Job's record (reason, exact target): one request each, page-bounded."""
     details: dict[str, JobItem] = {}
 
     async def load(job_id: str) -> None:
@@ -356,7 +363,7 @@ async def _complete(ctx: ToolContext, jobs: list[Any], with_reasons: bool, exact
         except NotFound:
             pass  # Tableau cleans up finished jobs: the listing's record is all there is
 
-    await gather(*(partial(load, job_id) for job_id in need_detail))
+    await gather(*(partial(load, item.id) for item in items if wanted(item)))
     return [details.get(item.id, item) for item in items]
 
 
