@@ -28,11 +28,13 @@ from pydantic import BaseModel, Field
 from server.toolkit import READ_ONLY, ToolContext, ToolFailure, ToolSpec
 from tools.budget import BUDGET_TEXT, fit_budget
 from tools.common import (
+    MAX_PAGE_SIZE,
     UNFILTERABLE,
     decode_cursor,
     gather,
     in_project,
     json_size,
+    page_window,
     query_digest,
     resolve_content,
     utc,
@@ -62,7 +64,6 @@ SERVER_SORT: dict[str, tuple[str, str]] = {
     "project": ("projectName", "name"),
     "owner": ("ownerName", "name"),
 }
-MAX_PAGE = 1000  # Tableau's largest pageSize
 # A listing matched here is read once: its cursor pages page through the snapshot its first page took
 # (per client, for the client's cache TTL), so they cost no request and never shift under the reader.
 _SNAPSHOTS: WeakKeyDictionary[Any, dict[str, tuple[float, list[Any]]]] = WeakKeyDictionary()
@@ -260,38 +261,25 @@ def server_sort(sort_by: str, descending: bool) -> list[str]:
 # -- fetching -----------------------------------------------------------------------------------------
 
 
-def page_span(offset: int, limit: int) -> tuple[int, int]:
-    """(page size, page number) of the smallest single Tableau page holding items offset..offset+limit-1,
-    or (limit, 0) when none up to 4 × limit does (then two consecutive pages of `limit` are read, side
-    by side: the same wall time as one, without parsing a page many times the size of the window)."""
-    for size in range(limit, min(MAX_PAGE, 4 * limit) + 1):
-        number = offset // size + 1
-        if offset + limit <= number * size:
-            return size, number
-    return limit, 0
-
-
 async def _tableau_window(
     ctx: ToolContext, kind: str, plan: Plan, args: ListContentInput, offset: int
 ) -> tuple[list[Any], int]:
-    """Items offset..offset+limit-1 as Tableau filters and orders them, and Tableau's total: one request
-    (two when no single page size up to 1000 covers the window)."""
+    """Items offset..offset+limit-1 as Tableau filters and orders them, and Tableau's total: one request,
+    or two side by side (the same wall time) when no page of at most 4 × limit holds the window, so a
+    30-item window never parses a 1000-item page."""
     filters = plan.filters + plan.batches
     fetch = partial(
         ctx.tableau.content_page, kind, filters=filters, sort=server_sort(args.sort_by, args.descending)
     )
-    size, number = page_span(offset, args.limit)
-    if number:
+    number, size, skip = page_window(offset, args.limit, max_size=min(MAX_PAGE_SIZE, 4 * args.limit))
+    if skip + args.limit <= size:
         records, total = await fetch(page_number=number, page_size=size)
-        start = offset - (number - 1) * size
-        return records[start : start + args.limit], total
-    first_number = offset // size + 1
+        return records[skip : skip + args.limit], total
     (first, total), (second, _) = await gather(
-        partial(fetch, page_number=first_number, page_size=size),
-        partial(fetch, page_number=first_number + 1, page_size=size),
+        partial(fetch, page_number=number, page_size=size),
+        partial(fetch, page_number=number + 1, page_size=size),
     )
-    start = offset - (first_number - 1) * size
-    return (first + second)[start : start + args.limit], total
+    return (first + second)[skip : skip + args.limit], total
 
 
 async def _scanned(ctx: ToolContext, kind: str, plan: Plan) -> list[Any]:

@@ -221,16 +221,3 @@ async def test_every_tool_description_states_the_output_budget(steward) -> None:
     content = next(t for t in listed.tools if t.name == "list_content")
     assert "`budget_cut`" in content.description and "⌈matches ÷ 1000⌉" in content.description
 
-
-def test_page_span_covers_the_window_with_one_page_when_it_can() -> None:
-    from tools.listing import page_span
-
-    for limit in (1, 7, 30, 50, 500):
-        for offset in (*range(120), 999, 1499, 10_037, 69_000):
-            size, number = page_span(offset, limit)
-            if number:  # one Tableau page of `size` holds the whole window, and is at most 4 × limit
-                assert (number - 1) * size <= offset and offset + limit <= number * size
-                assert limit <= size <= min(1000, 4 * limit)
-            else:  # two consecutive pages of `limit` hold it
-                first = offset // limit
-                assert size == limit and first * limit <= offset and offset + limit <= (first + 2) * limit
