@@ -266,7 +266,7 @@ class ListJobsInput(BaseModel):
         description="Fetch Tableau's reason for each failed job on the returned page (one request each; false "
         "makes a page cost two requests at most).",
     )
-    limit: int = Field(50, ge=1, le=200, description="Jobs per page.")
+    limit: int = Field(30, ge=1, le=200, description="Jobs per page (30 fit the result budget; more may be cut, see budget_cut).")
     cursor: str | None = Field(None, description="`next_cursor` from the previous page, with the same filters.")
 
 

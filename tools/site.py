@@ -93,7 +93,7 @@ class ListRefreshTasksInput(BaseModel):
     sort_by: Literal["next_run", "consecutive_failures", "target"] = Field(
         "next_run", description="next_run: soonest first; consecutive_failures: most first; target: by name."
     )
-    limit: int = Field(50, ge=1, le=200, description="Tasks per page.")
+    limit: int = Field(25, ge=1, le=200, description="Tasks per page (25 fit the result budget; more may be cut, see budget_cut).")
     cursor: str | None = Field(None, description="`next_cursor` from the previous page, with the same filters.")
 
 
