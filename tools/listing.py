@@ -167,8 +167,8 @@ def _scope(plan: Plan, tree: Any, args: ListContentInput) -> None:
     if not ids:
         plan.nothing = True
         return
-    names = sorted({tree.nodes[pid].name for pid in ids})
-    plan.batches = _project_batches(names)
+    names = {tree.nodes[pid].name for pid in ids}
+    plan.batches = _project_batches(sorted(names))
     shared = any(node.name in names and pid not in ids for pid, node in tree.nodes.items())
     if shared or any(op == "eq" for _, op, _ in plan.batches):
         plan.keep.append(lambda record: record.project_id in ids)

@@ -221,3 +221,11 @@ async def test_every_tool_description_states_the_output_budget(steward) -> None:
     content = next(t for t in listed.tools if t.name == "list_content")
     assert "`budget_cut`" in content.description and "⌈matches ÷ 1000⌉" in content.description
 
+
+
+async def test_empty_filters_are_errors_not_silent_matches(steward) -> None:
+    async with steward.client() as client:
+        for name in ("project", "owner", "tag", "name"):
+            assert f"'{name}' is empty" in error_text(await client.call_tool("list_content", {name: "  "}))
+        empty_workbook = await client.call_tool("list_content", {"kind": "view", "workbook": ""})
+    assert "'workbook' is empty" in error_text(empty_workbook)
