@@ -21,8 +21,9 @@ UNFILTERABLE = re.compile(r"[,&\[\]]")
 LEAKS = ("pydantic", "errors.pydantic.dev", "Traceback", "Internal server error", "validation error for")
 
 
-def _week(state: m.SiteState, **match: Any) -> list[m.Job]:
-    start = datetime.now(UTC) - timedelta(days=7) + timedelta(minutes=1)
+def _week(state: m.SiteState, since: dict[str, Any] | None = None, **match: Any) -> list[m.Job]:
+    """The jobs list_jobs covers by default; `since` is a list_jobs result, whose window is used exactly."""
+    start = datetime.fromisoformat(since["window_start"]) if since else datetime.now(UTC) - timedelta(days=7)
     return [
         j for j in state.jobs.values()
         if j.created_at >= start and all(getattr(j, k) == v for k, v in match.items())
@@ -63,7 +64,7 @@ async def test_choices_are_normalised_where_unambiguous_and_listed_otherwise(ste
         wrong = error_text(await client.call_tool("list_content", {"kind": "dashboards"}))
     assert plural["kind"] == "workbook" and spaced["kind"] == "datasource"
     assert {u["id"] for u in role["users"]} == unlicensed
-    assert status["total"] == len(_week(state, status="Failed"))
+    assert status["total"] == len(_week(state, status, status="Failed"))
     assert "'kind' must be one of: workbook, view, datasource, flow, project (got 'dashboards')" in wrong
 
 
@@ -149,7 +150,7 @@ async def test_every_name_with_unfilterable_characters_works_as_a_target(steward
             assert body["id"] == item.id and body["name"] == item.name
         warehouse = next(w for w in state.workbooks.values() if w.name == "Warehouse Usage & Cost")
         jobs = structured(await client.call_tool("list_jobs", {"target": warehouse.name, "limit": 200}))
-    expected = [j for j in _week(state) if j.target_name == warehouse.name]
+    expected = [j for j in _week(state, jobs) if j.target_name == warehouse.name]
     assert expected and jobs["total"] == len(expected)
     assert {j["id"] for j in jobs["jobs"]} == {j.id for j in expected}
     assert all(j["target_id"] == warehouse.id and j["target_kind"] == "workbook" for j in jobs["jobs"])
@@ -222,7 +223,7 @@ async def test_flow_jobs_carry_their_names_in_lists_and_by_id(steward: Steward) 
     async with steward.client() as client:
         listed = structured(await client.call_tool("list_jobs", {"job_type": "RunFlow", "limit": 200}))
         one = structured(await client.call_tool("get_job", {"job_id": flows[0].id}))
-    assert listed["total"] == len(flows)
+    assert listed["total"] == len(_week(state, listed, job_type="run_flow"))
     for job in listed["jobs"]:
         _assert_complete(job, state.jobs[job["id"]], state)
     _assert_complete(one, flows[0])
@@ -230,11 +231,11 @@ async def test_flow_jobs_carry_their_names_in_lists_and_by_id(steward: Steward) 
 
 async def test_a_tableau_job_type_spelling_finds_the_jobs(steward: Steward) -> None:
     state = steward.state
-    refreshes = _week(state, job_type="refresh_extracts")
     async with steward.client() as client:
         body = structured(
             await client.call_tool("list_jobs", {"job_type": "RefreshExtract", "limit": 200, "include_failure_reasons": False})
         )
+    refreshes = _week(state, body, job_type="refresh_extracts")
     assert body["total"] == len(refreshes) > 0
     for job in body["jobs"]:
         _assert_complete(job, state.jobs[job["id"]], state)
@@ -242,7 +243,7 @@ async def test_a_tableau_job_type_spelling_finds_the_jobs(steward: Steward) -> N
 
 async def test_list_jobs_pages_in_tableau_with_honest_totals(steward: Steward) -> None:
     state = steward.state
-    expected = sorted(_week(state), key=lambda j: (j.created_at, j.id), reverse=True)
+    expected: list[m.Job] = []
     seen: list[str] = []
     cursor = None
     async with steward.client() as client:
@@ -252,6 +253,7 @@ async def test_list_jobs_pages_in_tableau_with_honest_totals(steward: Steward) -
                     "list_jobs", {"limit": 7, "exact_targets": True, **({"cursor": cursor} if cursor else {})}
                 )
             )
+            expected = expected or _week(state, page)
             assert page["total"] == len(expected)
             seen += [j["id"] for j in page["jobs"]]
             for job in page["jobs"]:
