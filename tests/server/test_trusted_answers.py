@@ -150,10 +150,16 @@ async def test_every_name_with_unfilterable_characters_works_as_a_target(steward
             assert body["id"] == item.id and body["name"] == item.name
         warehouse = next(w for w in state.workbooks.values() if w.name == "Warehouse Usage & Cost")
         jobs = structured(await client.call_tool("list_jobs", {"target": warehouse.name, "limit": 200}))
-    expected = [j for j in _week(state, jobs) if j.target_name == warehouse.name]
+        refresh = structured(
+            await client.call_tool("refresh_and_wait", {"kind": "workbook", "target": warehouse.name, "timeout_seconds": 60})
+        )
+    refreshed = refresh["result"]["job_id"]
+    expected = [j for j in _week(state, jobs) if j.target_name == warehouse.name and j.id != refreshed]
     assert expected and jobs["total"] == len(expected)
     assert {j["id"] for j in jobs["jobs"]} == {j.id for j in expected}
     assert all(j["target_id"] == warehouse.id and j["target_kind"] == "workbook" for j in jobs["jobs"])
+    assert refresh["status"] == "done" and refresh["result"]["target_id"] == warehouse.id
+    assert state.jobs[refresh["result"]["job_id"]].target_id == warehouse.id
 
 
 async def test_content_names_match_ignoring_case_after_exact(steward: Steward) -> None:
