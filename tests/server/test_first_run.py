@@ -79,3 +79,11 @@ def test_the_demo_prints_credentials_that_work_with_tsc_and_keeps_request_logs_q
     text = stderr_path.read_text()
     assert "signed in to" in text, "the server's own log lines stay"
     assert " TSC: " not in text, "TSC's per-request lines are off unless --verbose"
+
+
+def test_make_demo_takes_a_port() -> None:
+    result = subprocess.run(
+        ["make", "-n", "demo", "PORT=9123", "ARGS=--verbose"], cwd=REPO, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "tableau-steward demo --transport http --no-auth --port 9123 --verbose" in result.stdout
