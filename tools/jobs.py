@@ -16,6 +16,7 @@ from server.tableau.errors import NotFound
 from server.toolkit import READ_ONLY, WRITE_IDEMPOTENT, ToolContext, ToolFailure, ToolSpec
 from tools.budget import fit_budget
 from tools.common import (
+    MAX_PAGE_SIZE,
     UNFILTERABLE,
     decode_cursor,
     gather,
@@ -301,7 +302,8 @@ async def _matching_jobs(ctx: ToolContext, args: ListJobsInput, start: datetime,
         wanted = args.target.lower()
         jobs = [j for j in await ctx.tableau.list_jobs(filters=filters) if wanted in (j.target_name or "").lower()]
         return jobs[offset : offset + args.limit], len(jobs)
-    number, size, skip = page_window(offset, args.limit)
+    # A page of at most 4 x limit (like list_content), else two: never 1000 jobs read for a 30-job window.
+    number, size, skip = page_window(offset, args.limit, max_size=min(MAX_PAGE_SIZE, 4 * args.limit))
     jobs, total = await ctx.tableau.jobs_page(filters, None, number, size)
     jobs = jobs[skip : skip + args.limit]
     if len(jobs) < args.limit and number * size < total:  # no single page held the window
