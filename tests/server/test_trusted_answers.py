@@ -123,6 +123,22 @@ async def test_prompts_validate_their_arguments_like_tools(steward: Steward) -> 
     assert "kind='datasource'" in fine.messages[0].content.text
 
 
+async def test_prompt_errors_stay_plain_whatever_the_arguments(steward: Steward) -> None:
+    from server.resources import PROMPT_ARGUMENTS
+
+    refused = 0
+    async with steward.client() as client:
+        for name, model in PROMPT_ARGUMENTS.items():
+            for field in model.model_fields:
+                for junk in ("", "x" * 3000, "-5", "[1]", "{}", "null"):
+                    try:
+                        await client.get_prompt(name, {**dict.fromkeys(model.model_fields, "a"), field: junk})
+                    except MCPError as exc:
+                        refused += 1
+                        assert not any(leak in exc.error.message for leak in LEAKS), (name, field, junk, exc)
+    assert refused >= 20
+
+
 # -- names that always work ------------------------------------------------------------------------
 
 
