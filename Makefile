@@ -17,8 +17,10 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
+# `make demo PORT=9000` serves on another port; `make demo ARGS=--verbose` logs every emulated request.
+PORT ?= 8765
 demo: $(STAMP)
-	$(VENV)/bin/tableau-steward demo --transport http --no-auth
+	$(VENV)/bin/tableau-steward demo --transport http --no-auth --port $(PORT) $(ARGS)
 
 emulator: $(STAMP)
 	$(VENV)/bin/tableau-steward emulator

@@ -10,22 +10,29 @@ from typing import Annotated, Any
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
-from pydantic import BaseModel, Field, ValidationError
+from mcp.server.mcpserver.tools import Tool
+from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase
+from pydantic import BaseModel, ConfigDict, Field
 
-from server.pipeline import CallPipeline, Services, invalid_arguments_text, result_model_for
+from server.arguments import ArgumentError, parse_arguments
+from server.pipeline import CallPipeline, Services, result_model_for
+from server.resources import prompt_arguments_middleware, register_resources_and_prompts
 from server.toolkit import ToolSpec
 
 INSTRUCTIONS = """\
 Tableau Steward answers questions about one Tableau site and makes a few governed changes to it.
 - Start with list_content, list_users or list_groups to find things; find_owners answers "who owns what"
   (including content owned by inactive or unlicensed users); inspect_permissions explains who can do what
-  and why; list_jobs and get_job report background jobs; refresh_and_wait refreshes an extract and waits.
+  and why; list_jobs and get_job report background jobs; list_refresh_tasks answers when scheduled refreshes
+  run next and which keep failing; refresh_and_wait refreshes an extract and waits; whoami says which site and
+  Tableau user you are working as and what the policy lets you do.
 - Refer to content, users and groups by name: workbooks and data sources by name plus project path when a
   name is ambiguous (e.g. project "Sales/EMEA"), users by sign-in name or email, groups by name. Ids work too.
 - Lists are paged: each result gives `total` (all matches) and `next_cursor`; pass `next_cursor` back as
   `cursor` with the same filters to get the next page. Never assume the first page is everything.
 - Writes may need an administrator's approval. Such a call returns status "pending_approval" with a request id;
   tell the user an admin must approve it, and check later with get_request. You cannot approve anything.
+- Send only the arguments a tool declares: an unknown one is an error naming the closest valid one.
 - Errors explain what went wrong and what to try next; read them and adjust the call.
 """
 
@@ -44,15 +51,26 @@ def _flat_signature(spec: ToolSpec, result_model: type[BaseModel]) -> inspect.Si
     return inspect.Signature(parameters, return_annotation=result_model)
 
 
+class _RawArguments(ArgModelBase):
+    """Hands the tool the arguments exactly as sent, so `parse_arguments` sees unknown names too.
+
+    The SDK's own argument model would drop unknown names silently and word its errors as pydantic does.
+    """
+
+    model_config = ConfigDict(extra="allow", arbitrary_types_allowed=True)
+
+    def model_dump_one_level(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
 def _make_handler(spec: ToolSpec, pipeline: CallPipeline) -> Callable[..., Any]:
     result_model = result_model_for(spec)
 
     async def handler(ctx: Context, **arguments: Any) -> BaseModel:
         try:
-            args = spec.input_model.model_validate(arguments)
-        except ValidationError as exc:
-            # The refusal is already on record: the pipeline's middleware checked the same model.
-            raise ToolError(f"Invalid arguments: {invalid_arguments_text(exc)}") from None
+            args = parse_arguments(spec.input_model, arguments)
+        except ArgumentError as exc:
+            raise ToolError(f"Invalid arguments: {exc}") from None
         return await pipeline.call(spec, args, ctx)
 
     signature = _flat_signature(spec, result_model)
@@ -62,6 +80,21 @@ def _make_handler(spec: ToolSpec, pipeline: CallPipeline) -> Callable[..., Any]:
     handler.__name__ = spec.name
     handler.__doc__ = spec.description
     return handler
+
+
+def _tool(spec: ToolSpec, pipeline: CallPipeline) -> Tool:
+    """The MCP tool for `spec`: the flat schema, closed to undeclared names, over the raw arguments."""
+    tool = Tool.from_function(
+        _make_handler(spec, pipeline),
+        name=spec.name,
+        title=spec.title,
+        description=spec.description,
+        annotations=spec.annotations,
+        structured_output=True,
+    )
+    tool.parameters["additionalProperties"] = False
+    tool.fn_metadata.arg_model = _RawArguments
+    return tool
 
 
 def build_server(
@@ -95,25 +128,15 @@ def build_server(
 
     mcp = MCPServer(
         "tableau-steward",
+        tools=[_tool(spec, pipeline) for spec in specs],
         title="Tableau Steward",
         version="0.1.0",
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
-        middleware=[pipeline.list_filter_middleware],
+        middleware=[pipeline.list_filter_middleware, prompt_arguments_middleware],
         **auth,
     )
-    for spec in specs:
-        mcp.add_tool(
-            _make_handler(spec, pipeline),
-            name=spec.name,
-            title=spec.title,
-            description=spec.description,
-            annotations=spec.annotations,
-            structured_output=True,
-        )
     for route in pipeline.admin_routes():  # HTTP mode: the admin API shares the listener, under /admin/
         mcp.custom_route(route.path, methods=sorted(route.methods - {"HEAD"}), include_in_schema=False)(route.endpoint)
-    from server.resources import register_resources_and_prompts
-
     register_resources_and_prompts(mcp, pipeline)
     return mcp

@@ -15,7 +15,9 @@ and exactly one kind of credential:
 Tunables (all optional; defaults are safe for Tableau Cloud's 40,000 calls/user/site/hour):
 
     STEWARD_REQUEST_TIMEOUT   seconds per HTTP request                     (30)
-    STEWARD_RATE_LIMIT        requests per second, client-side; 0 = off     (10)
+    STEWARD_RATE_LIMIT_PER_HOUR  calls in any sliding hour, client-side; 0 = off (40000,
+                              Tableau Cloud's budget per user per site; Tableau Server has none)
+    STEWARD_RATE_LIMIT        requests per second, client-side; 0 = off     (0)
     STEWARD_CONCURRENCY       HTTP requests in flight at once               (4)
     STEWARD_PAGE_SIZE         items per list page, 1..1000                  (1000)
     STEWARD_RETRY_DEADLINE    seconds a request may spend being retried     (60)
@@ -109,7 +111,10 @@ class Settings(BaseModel):
     credentials: Credentials = Field(discriminator="kind")
 
     request_timeout: float = Field(30.0, gt=0, le=600)
-    rate_limit: float = Field(10.0, ge=0)  # requests per second; 0 turns the client-side limiter off
+    # Tableau Cloud allows 40,000 REST calls per user per site per hour: a sliding hour of that many calls
+    # lets bursts of any size below it run at full concurrency. 0 turns the hourly budget off.
+    rate_limit_per_hour: int = Field(40_000, ge=0)
+    rate_limit: float = Field(0.0, ge=0)  # an optional extra cap in requests per second; 0 = off
     concurrency: int = Field(4, ge=1, le=32)
     page_size: int = Field(1000, ge=1, le=1000)
     retry_deadline: float = Field(60.0, ge=0, le=3600)
@@ -201,6 +206,7 @@ class Settings(BaseModel):
 # Environment variables → Settings field and parser. Documented in the module docstring.
 _TUNABLES: dict[str, tuple[str, str]] = {
     "STEWARD_REQUEST_TIMEOUT": ("request_timeout", "float"),
+    "STEWARD_RATE_LIMIT_PER_HOUR": ("rate_limit_per_hour", "int"),
     "STEWARD_RATE_LIMIT": ("rate_limit", "float"),
     "STEWARD_CONCURRENCY": ("concurrency", "int"),
     "STEWARD_PAGE_SIZE": ("page_size", "int"),

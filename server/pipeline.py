@@ -6,6 +6,7 @@ policy that hides a tool from `tools/list` is checked again on every call.
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import time
@@ -22,8 +23,9 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.exceptions import MCPError
 from mcp.types import INTERNAL_ERROR, INVALID_REQUEST, CallToolResult, TextContent
-from pydantic import BaseModel, Field, ValidationError, create_model
+from pydantic import BaseModel, Field, create_model
 
+from server.arguments import ArgumentError, parse_arguments
 from server.governance import admin_api
 from server.governance.display import escape_controls
 from server.governed import AuditUnavailable, Governance
@@ -350,9 +352,8 @@ class CallPipeline:
                     approval_id=request.id,
                 )
                 return
-            result = output.model_dump_json()
-            if changed:
-                result = f"{changed} The policy still allows it, so the approved id was acted on. Result: {result}"
+            note = f"{changed} The policy still allows it, so the approved id was acted on." if changed else None
+            result = json.dumps({"output": output.model_dump(mode="json"), "note": note})
             await _stored(governance.finish_approval, request.id, ok=True, result=result)
             await _stored(
                 governance.record_outcome, call_id, spec, "ok", started, summary=_summary(output), approval_id=request.id
@@ -399,14 +400,10 @@ READABLE_LISTS = {"resources/list": ("resource", "resources"), "prompts/list": (
 def _invalid_arguments(spec: ToolSpec, arguments: Any) -> str:
     """What is wrong with a call's raw arguments ('' when they are valid), in the words tools use."""
     try:
-        spec.input_model.model_validate(arguments if isinstance(arguments, dict) else {})
-    except ValidationError as exc:
-        return invalid_arguments_text(exc)
+        parse_arguments(spec.input_model, arguments if isinstance(arguments, dict) else {})
+    except ArgumentError as exc:
+        return str(exc)
     return ""
-
-
-def invalid_arguments_text(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors())
 
 
 def _unaudited(exc: AuditUnavailable) -> str:

@@ -7,16 +7,66 @@ makes are audited under the caller's principal. The names here are the policy's 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 from mcp.server import MCPServer
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS
+from pydantic import BaseModel, Field
+
+from server.arguments import ArgumentError, parse_arguments, unknown_message
 
 SITE_SUMMARY_URI = "tableau://site/summary"
 POLICY_URI = "steward://policy"
+
+
+class AuditOwnershipArguments(BaseModel):
+    project: str = Field(description="Project path such as 'Sales' or 'Sales/EMEA'.")
+    inactive_days: int = Field(90, ge=1, le=3650, description="Flag owners who have not signed in for this many days.")
+
+
+class WhyCannotAccessArguments(BaseModel):
+    user: str = Field(description="The user's sign-in name or email.")
+    item: str = Field(description="The item's name.")
+    kind: Literal["project", "workbook", "view", "datasource", "flow"] = Field("workbook", description="The item's kind.")
+
+
+class FailedRefreshesArguments(BaseModel):
+    days: int = Field(1, ge=1, le=365, description="How many days back to look.")
+
+
+PROMPT_ARGUMENTS: dict[str, type[BaseModel]] = {
+    "audit_project_ownership": AuditOwnershipArguments,
+    "why_cannot_user_access": WhyCannotAccessArguments,
+    "failed_refreshes": FailedRefreshesArguments,
+}
+
+
+async def prompt_arguments_middleware(ctx: Any, call_next: Any) -> Any:
+    """Check a prompt's arguments like a tool's before the SDK renders it.
+
+    The SDK answers a missing or malformed prompt argument with "Internal server error"; this answers
+    invalid params with what to send instead, and hands the prompt the normalised values.
+    """
+    if getattr(ctx, "method", None) != "prompts/get" or not isinstance(ctx.params, dict):
+        return await call_next(ctx)
+    name = ctx.params.get("name")
+    model = PROMPT_ARGUMENTS.get(name) if isinstance(name, str) else None
+    if model is None:
+        if isinstance(name, str):
+            raise MCPError(INVALID_PARAMS, unknown_message([name], list(PROMPT_ARGUMENTS), what="prompt"))
+        return await call_next(ctx)
+    try:
+        parsed = parse_arguments(model, ctx.params.get("arguments"))
+    except ArgumentError as exc:
+        raise MCPError(INVALID_PARAMS, f"Prompt {name}: {exc}") from None
+    arguments = {key: str(value) for key, value in parsed.model_dump().items()}
+    return await call_next(dataclasses.replace(ctx, params={**ctx.params, "arguments": arguments}))
 
 
 def register_resources_and_prompts(mcp: MCPServer, pipeline: Any) -> None:
@@ -135,5 +185,7 @@ def refreshes_prompt(days: str) -> str:
         f"List the extract refreshes that failed in the last {days} day(s).\n"
         "1. Call list_jobs with status='Failed' and created_after set accordingly.\n"
         "2. Group by target, quote Tableau's reason, and use find_owners or list_content to name the owner.\n"
-        "3. Suggest next steps (credentials, connectivity, query time limits)."
+        "3. Call list_refresh_tasks with min_consecutive_failures=2 for scheduled refreshes that keep failing, "
+        "and say when each runs next.\n"
+        "4. Suggest next steps (credentials, connectivity, query time limits)."
     )

@@ -6,6 +6,8 @@ import argparse
 import json
 import logging
 import os
+import secrets
+import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,6 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--size", choices=("demo", "large"), default="demo", help="Which emulated site to build.")
     demo.add_argument("--latency-ms", type=int, default=0, help="Latency the emulated site adds to each request.")
     demo.add_argument("--job-speed", type=float, default=1.0, help="How fast emulated jobs run (2 = twice as fast).")
+    demo.add_argument("--verbose", action="store_true", help="Also log every request to the emulated site.")
     demo.set_defaults(handler=run_demo)
 
 
@@ -85,6 +88,35 @@ def _check_http_binding(args: argparse.Namespace) -> None:
         raise SystemExit("--no-auth is only allowed when binding to loopback (127.0.0.1, localhost or ::1).")
 
 
+def _port_in_use(args: argparse.Namespace) -> str | None:
+    """Why the HTTP port cannot be bound, checked before anything starts (a uvicorn traceback otherwise)."""
+    if args.transport != "http":
+        return None
+    try:
+        with socket.create_server((args.host, args.port)):
+            return None
+    except OSError as exc:
+        return f"cannot listen on {args.host}:{args.port} ({exc.strerror or exc}); pass another --port."
+
+
+def _cannot_sign_in(settings) -> str | None:
+    """Sign in and out once before serving, so bad credentials or an unreachable server is one line."""
+    import anyio
+
+    from server.tableau import TableauClient
+    from server.tableau.errors import TableauError
+
+    async def check() -> None:
+        async with TableauClient(settings):
+            pass
+
+    try:
+        anyio.run(check)
+    except TableauError as exc:
+        return str(exc)
+    return None
+
+
 def _serve(settings, args: argparse.Namespace) -> int:
     from server.app import build_server
     from server.governance import AuditLog
@@ -101,6 +133,10 @@ def _serve(settings, args: argparse.Namespace) -> int:
         AuditLog.open(policy.audit_path, key=signing_key_for(policy)).close()
     except (PolicyError, AuditUnavailable) as exc:
         print(f"tableau-steward: {exc}", file=sys.stderr)
+        return 2
+    problem = _port_in_use(args) or _cannot_sign_in(settings)
+    if problem:
+        print(f"tableau-steward: {problem}", file=sys.stderr)
         return 2
     auth = http_auth_kwargs(policy, transport=args.transport, no_auth=args.no_auth, host=args.host, port=args.port)
     mcp = build_server(_services_factory(settings, args), auth=auth)
@@ -140,6 +176,36 @@ def client_instructions(args: argparse.Namespace) -> str:
     return "Claude Desktop style configuration:\n" + json.dumps(snippet, indent=2)
 
 
+TRY_PAT_NAME = "try-tsc"
+
+
+def add_try_pat(site) -> str:
+    """A second admin PAT for people trying TSC against the demo site; returns its (random) secret.
+
+    Not the server's own PAT: a second sign-in with one PAT ends the first session, and the server's
+    secret stays out of every log.
+    """
+    from emulator.model import PersonalAccessToken
+
+    secret = secrets.token_urlsafe(12)
+    site.pats[TRY_PAT_NAME] = PersonalAccessToken(TRY_PAT_NAME, secret, site.site_admin().id)
+    return secret
+
+
+def demo_credentials(url: str, content_url: str, secret: str) -> str:
+    return (
+        f"Try TSC against the emulated site: TSC.Server('{url}', use_server_version=True) with "
+        f"TSC.PersonalAccessTokenAuth('{TRY_PAT_NAME}', '{secret}', site_id='{content_url}') (demo only)."
+    )
+
+
+def _quiet_demo_logs(verbose: bool) -> None:
+    """Per-request lines (TSC's 'Querying ...', HTTP access lines) drown the demo's output unless asked for."""
+    if not verbose:
+        for name in ("TSC", "uvicorn.access", "emulator.access"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def run_demo(args: argparse.Namespace) -> int:
     from emulator.generator import build_site
     from emulator.model import PersonalAccessToken
@@ -147,13 +213,16 @@ def run_demo(args: argparse.Namespace) -> int:
     from server.config import Settings
 
     _configure_logging(args.log_level)
+    _quiet_demo_logs(args.verbose)
     site = build_site(args.size)
     site.pats[DEMO_PAT_NAME] = PersonalAccessToken(DEMO_PAT_NAME, DEMO_PAT_SECRET, site.site_admin().id)
+    try_secret = add_try_pat(site)
     with EmulatorServer(site, latency_ms=args.latency_ms, job_speed=args.job_speed) as emulator:
         settings = Settings.for_pat(emulator.url, site.content_url, DEMO_PAT_NAME, DEMO_PAT_SECRET)
         print(f"Emulated Tableau site '{site.content_url}' at {emulator.url}", file=sys.stderr)
         print(client_instructions(args), file=sys.stderr)
         print(demo_approver_token(args), file=sys.stderr)
+        print(demo_credentials(emulator.url, site.content_url, try_secret), file=sys.stderr)
         return _serve(settings, args)
 
 

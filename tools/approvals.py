@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from server.toolkit import READ_ONLY, ToolContext, ToolFailure, ToolSpec
+from tools.groups import AddUserToGroupOutput
+from tools.jobs import RefreshOutput
 
 
 class GetRequestInput(BaseModel):
@@ -19,6 +22,18 @@ class ApprovalDecision(BaseModel):
     decision: str
     reason: str | None = None
     at: datetime | None = None
+
+
+class RequestResult(BaseModel):
+    ok: bool = Field(description="True when the change ran; false when running it failed.")
+    output: RefreshOutput | AddUserToGroupOutput | None = Field(
+        None, description="The tool's result, the same as calling it directly would have returned."
+    )
+    error: str | None = Field(None, description="Why running it failed.")
+    note: str | None = Field(
+        None, description="What changed on the site since the approval (a rename or move) and why it still ran."
+    )
+    text: str | None = Field(None, description="An outcome recorded before results were stored as objects.")
 
 
 class GetRequestOutput(BaseModel):
@@ -34,8 +49,23 @@ class GetRequestOutput(BaseModel):
     created_at: datetime
     expires_at: datetime
     decisions: list[ApprovalDecision]
-    result: Any | None = Field(None, description="What the change did (or why it failed), once it ran.")
+    result: RequestResult | None = Field(None, description="What the change did (or why it failed), once it ran.")
     message: str
+
+
+def _result(status: str, stored: str | None) -> RequestResult | None:
+    """The stored outcome as an object: the tool's own result when it ran, else Tableau's or our reason."""
+    if stored is None:
+        return None
+    if status != "executed":
+        return RequestResult(ok=False, error=stored)
+    try:
+        stored_result = json.loads(stored)
+        if isinstance(stored_result, dict) and set(stored_result) == {"output", "note"}:
+            return RequestResult(ok=True, output=stored_result["output"], note=stored_result["note"])
+        return RequestResult(ok=True, output=stored_result)  # stored before the note was kept apart
+    except (ValueError, ValidationError):
+        return RequestResult(ok=True, error=None, output=None, text=stored)
 
 
 async def get_request(ctx: ToolContext, args: GetRequestInput) -> GetRequestOutput:
@@ -46,7 +76,8 @@ async def get_request(ctx: ToolContext, args: GetRequestInput) -> GetRequestOutp
     if request.status == "approved" and ctx.run_approved is not None:
         await ctx.run_approved(request.id)
         request = ctx.approvals.get_request(request.id)
-    return GetRequestOutput(**ctx.approvals.request_view(request))
+    view = ctx.approvals.request_view(request)
+    return GetRequestOutput(**{**view, "result": _result(view["status"], view.get("result"))})
 
 
 GET_REQUEST = ToolSpec(

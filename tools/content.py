@@ -1,19 +1,28 @@
-"""Content toolset: list_content and find_owners."""
+"""Content toolset: find_owners, and what list_content (tools/listing.py) shares with it."""
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field
 
+from server.tableau.client import LEAN_FIELDS, LEAN_KINDS
 from server.toolkit import READ_ONLY, ToolContext, ToolFailure, ToolSpec
-from tools.common import decode_cursor, gather, in_project, json_size, page_within_budget, resolve_one, utc
+from tools.common import (
+    KindShaped,
+    decode_cursor,
+    gather,
+    in_project,
+    json_size,
+    page_within_budget,
+    resolve_one,
+    utc,
+)
 
 ContentKind = Literal["workbook", "view", "datasource", "flow", "project"]
-SortKey = Literal["name", "updated_at", "created_at", "size", "project", "owner"]
 # What "all content" means for ownership questions: views belong to their workbook's owner.
 OWNED_KINDS: tuple[ContentKind, ...] = ("workbook", "datasource", "flow", "project")
 
@@ -32,15 +41,18 @@ class ContentFilters(BaseModel):
     updated_after: datetime | None = Field(None, description="ISO 8601; only items last updated after this.")
 
 
-class ListContentInput(ContentFilters):
-    kind: ContentKind = Field("workbook", description="Which kind of content to list.")
-    sort_by: SortKey = Field("name", description="Sort key.")
-    descending: bool = Field(False, description="Sort in descending order.")
-    limit: int = Field(50, ge=1, le=500, description="Items per page (at most 500).")
-    cursor: str | None = Field(None, description="`next_cursor` from the previous page, with the same filters.")
+class ContentItem(KindShaped):
+    # Fields that never apply to a kind are left out of its items (docs/CONVENTIONS.md, "Result shape").
+    APPLIES_TO: ClassVar[dict[str, frozenset[str]]] = {
+        "size_mb": frozenset({"workbook", "datasource"}),
+        "has_extracts": frozenset({"workbook", "datasource"}),
+        "workbook": frozenset({"view"}),
+        "total_views": frozenset({"view"}),
+        "sheet_count": frozenset({"workbook"}),
+        "datasource_type": frozenset({"datasource"}),
+        "lock_mode": frozenset({"project"}),
+    }
 
-
-class ContentItem(BaseModel):
     kind: ContentKind
     id: str
     name: str
@@ -57,13 +69,6 @@ class ContentItem(BaseModel):
     datasource_type: str | None = None
     lock_mode: str | None = Field(None, description="For projects: how content permissions are managed.")
     tags: list[str] = Field(default_factory=list)
-
-
-class ListContentOutput(BaseModel):
-    kind: ContentKind
-    items: list[ContentItem]
-    total: int = Field(description="How many items match the filters in all.")
-    next_cursor: str | None = Field(None, description="Pass as `cursor` to get the next page; null when done.")
 
 
 def _server_filters(kind: ContentKind, filters: ContentFilters) -> list[tuple[str, str, str]]:
@@ -93,26 +98,42 @@ async def resolve_owner(ctx: ToolContext, owner: str) -> Any:
     )
 
 
-async def select_content(ctx: ToolContext, kind: ContentKind, filters: ContentFilters) -> list[Any]:
-    """All records of `kind` matching `filters`, with `project_path` filled in."""
+def check_project(tree: Any, project: str | None) -> None:
+    """A project path that names no project is an error with the closest paths, never an empty answer."""
+    if project and not any(in_project(path, project) for path in tree.paths().values()):
+        known = sorted(tree.paths().values())
+        from tools.common import closest
+
+        suggestions = ", ".join(repr(p) for p in closest(project, known)) or "none"
+        raise ToolFailure(
+            f"No project with path '{project}'. Closest project paths: {suggestions}. "
+            "Use list_content with kind='project' to see all project paths."
+        )
+
+
+async def select_content(
+    ctx: ToolContext,
+    kind: ContentKind,
+    filters: ContentFilters,
+    *,
+    records: list[Any] | None = None,
+    lean: bool = False,
+) -> list[Any]:
+    """All records of `kind` matching `filters` (read from Tableau, or picked from `records`), as
+    (record, project path) pairs. `lean` reads only ids, names, times, project and owner ids (no owner
+    names, tags or kind-specific facts), a third of the bytes, for callers that need no more."""
     async def owner() -> str | None:
         return (await resolve_owner(ctx, filters.owner)).id if filters.owner else None
 
     owner_id, tree = await gather(owner, ctx.tableau.project_tree)
-    if filters.project and not any(in_project(path, filters.project) for path in tree.paths().values()):
-        known = sorted(tree.paths().values())
-        from tools.common import closest
-
-        suggestions = ", ".join(repr(p) for p in closest(filters.project, known)) or "none"
-        raise ToolFailure(
-            f"No project with path '{filters.project}'. Closest project paths: {suggestions}. "
-            "Use list_content with kind='project' to see all project paths."
-        )
-    pushed = _server_filters(kind, filters)
-    if kind == "project" and not pushed:
-        records = await ctx.tableau.project_records()  # the listing the tree was built from
-    else:
-        records = await ctx.tableau.list_content(kind, filters=pushed)
+    check_project(tree, filters.project)
+    if records is None:
+        pushed = _server_filters(kind, filters)
+        if kind == "project" and not pushed:
+            records = await ctx.tableau.project_records()  # the listing the tree was built from
+        else:
+            fields = LEAN_FIELDS if lean and kind in LEAN_KINDS and not filters.tag else None
+            records = await ctx.tableau.list_content(kind, filters=pushed, fields=fields)
     after, before = utc(filters.updated_after), utc(filters.updated_before)
     wanted_name = filters.name.lower() if filters.name else None
     selected = []
@@ -136,7 +157,7 @@ async def select_content(ctx: ToolContext, kind: ContentKind, filters: ContentFi
     return selected
 
 
-def _item(kind: ContentKind, record: Any, path: str | None) -> ContentItem:
+def content_item(kind: ContentKind, record: Any, path: str | None) -> ContentItem:
     return ContentItem(
         kind=kind,
         id=record.id,
@@ -155,47 +176,6 @@ def _item(kind: ContentKind, record: Any, path: str | None) -> ContentItem:
         lock_mode=getattr(record, "content_permissions", None) if kind == "project" else None,
         tags=sorted(record.tags or ()),
     )
-
-
-def _sort_key(sort_by: SortKey):
-    oldest = datetime.min.replace(tzinfo=UTC)
-    keys = {
-        "name": lambda i: (i.name.lower(), i.id),
-        "updated_at": lambda i: (i.updated_at or oldest, i.id),
-        "created_at": lambda i: (i.created_at or oldest, i.id),
-        "size": lambda i: (i.size_mb or 0, i.id),
-        "project": lambda i: ((i.project_path or "").lower(), i.name.lower(), i.id),
-        "owner": lambda i: ((i.owner or "").lower(), i.name.lower(), i.id),
-    }
-    return keys[sort_by]
-
-
-async def list_content(ctx: ToolContext, args: ListContentInput) -> ListContentOutput:
-    query = args.model_dump(mode="json", exclude={"cursor", "limit"})
-    offset = decode_cursor(args.cursor, query)
-    selected = await select_content(ctx, args.kind, args)
-    items = sorted((_item(args.kind, r, p) for r, p in selected), key=_sort_key(args.sort_by), reverse=args.descending)
-    page, next_cursor = page_within_budget(items, offset, args.limit, query, json_size)
-    return ListContentOutput(kind=args.kind, items=page, total=len(items), next_cursor=next_cursor)
-
-
-LIST_CONTENT = ToolSpec(
-    name="list_content",
-    title="List Tableau content",
-    description=(
-        "List workbooks, views, data sources, flows or projects on the Tableau site, filtered by project path "
-        "(sub-projects included), owner, tag, name and last-update time, sorted and paged. Returns each item's "
-        "id, name, full project path, owner, update time and kind-specific facts (size, extracts, view counts), "
-        "plus `total` matches and `next_cursor` for more.\n"
-        'Example: {"kind": "workbook", "project": "Finance", "updated_before": "2025-01-01T00:00:00Z", '
-        '"sort_by": "updated_at"} lists Finance workbooks not updated since 2025.'
-    ),
-    input_model=ListContentInput,
-    output_model=ListContentOutput,
-    effect="read",
-    annotations=READ_ONLY,
-    run=list_content,
-)
 
 
 class FindOwnersInput(ContentFilters):
@@ -258,7 +238,7 @@ async def find_owners(ctx: ToolContext, args: FindOwnersInput) -> FindOwnersOutp
     kinds = OWNED_KINDS if args.kind == "all" else (args.kind,)
     # The kinds and the user list are independent: fetch them side by side, not one after another.
     *selections, users = await gather(
-        *(partial(select_content, ctx, kind, args) for kind in kinds), ctx.tableau.users_by_id
+        *(partial(select_content, ctx, kind, args, lean=True) for kind in kinds), ctx.tableau.users_by_id
     )
     owned: dict[str, list[tuple[str, Any, str | None]]] = defaultdict(list)
     for kind, selection in zip(kinds, selections, strict=True):
@@ -316,35 +296,3 @@ FIND_OWNERS = ToolSpec(
     annotations=READ_ONLY,
     run=find_owners,
 )
-
-
-UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-
-
-async def resolve_content(
-    ctx: ToolContext, kind: ContentKind, target: str, project: str | None = None
-) -> tuple[Any, str | None]:
-    """One item of `kind` by id, or by name within an optional project path; returns (record, project path)."""
-    import re
-
-    tree = await ctx.tableau.project_tree()
-    target = target.strip()
-    if re.match(UUID_PATTERN, target):
-        record = await ctx.tableau.get_content(kind, target)
-        return record, tree.path_of(record.id if kind == "project" else record.project_id)
-    filters = ContentFilters(project=project, name=target, name_match="exact")
-    exact = await select_content(ctx, kind, filters)
-    if len(exact) == 1:
-        return exact[0]
-    if len(exact) > 1:
-        listed = "; ".join(f"'{p}/{r.name}' (id {r.id})" for r, p in exact[:10])
-        raise ToolFailure(
-            f"{len(exact)} {kind}s are named '{target}': {listed}. Pass `project` with the project path, or the id."
-        )
-    everything = await select_content(ctx, kind, ContentFilters(project=project))
-    from tools.common import closest
-
-    suggestions = closest(target, [r.name for r, _ in everything])
-    where = f" in project '{project}'" if project else ""
-    hint = f" Closest names: {', '.join(repr(s) for s in suggestions)}." if suggestions else ""
-    raise ToolFailure(f"No {kind} named '{target}'{where}.{hint} Use list_content to browse.")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-import re
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, Literal
 
 import anyio
@@ -21,8 +22,18 @@ from server.toolkit import (
     ToolSpec,
     bound_id,
 )
-from tools.common import decode_cursor, json_size, page_within_budget, utc
-from tools.content import resolve_content
+from tools.budget import fit_budget
+from tools.common import (
+    MAX_PAGE_SIZE,
+    UNFILTERABLE,
+    decode_cursor,
+    gather,
+    is_uuid,
+    json_size,
+    page_window,
+    resolve_content,
+    utc,
+)
 
 log = logging.getLogger(__name__)
 
@@ -31,30 +42,51 @@ JobStatus = Literal["Pending", "InProgress", "Success", "Failed", "Cancelled"]
 POLL_START, POLL_GROWTH, POLL_CAP = 0.5, 1.4, 15.0
 
 
+JobTypeFilter = Literal["refresh_extracts", "increment_extracts", "run_flow", "subscription_notify"]
+JobType = Literal[JobTypeFilter, "other"]  # one flat enum in the schema
+# Tableau spells job types two ways: Query Jobs says refresh_extracts, Query Job says RefreshExtract.
+# The argument parser reads either; records carry the first.
+KNOWN_JOB_TYPES = frozenset(JobTypeFilter.__args__)
+TargetKind = Literal["workbook", "datasource", "flow"]
+# Query Job gives no title; these are the ones Query Jobs gives for the same types.
+TITLES = {"refresh_extracts": "Refresh Extracts", "increment_extracts": "Increment Extracts", "run_flow": "Run Flow"}
+
+
 class JobItem(BaseModel):
+    """A job as Tableau reports it. Every field applies to every job: null means not known yet
+    (completed_at and finish_code while it runs) or not reported by Tableau (notes on success)."""
+
     id: str
-    status: str
-    job_type: str | None = None
-    target_kind: str | None = None
+    status: JobStatus
+    job_type: JobType = Field(description="'other' for job types this server does not know; `title` says which.")
+    title: str | None = Field(None, description="Tableau's title for the job, e.g. 'Refresh Extracts'.")
+    target_kind: TargetKind | None = Field(None, description="What the job works on.")
     target_id: str | None = None
     target_name: str | None = None
-    progress: int | None = None
+    target_matches: int | None = Field(
+        None,
+        description="When Tableau's job list names a target that several items share, how many: kind and id are "
+        "then null (get_job, or list_jobs with exact_targets, says which).",
+    )
+    progress: int | None = Field(None, description="0-100.")
     created_at: datetime | None = None
     started_at: datetime | None = None
     completed_at: datetime | None = None
-    finish_code: int | None = None
+    finish_code: int | None = Field(None, description="0 success, 1 failed, 2 cancelled; null while running.")
     notes: str | None = Field(None, description="Tableau's explanation, e.g. why a refresh failed.")
 
 
 def job_item(job: Any) -> JobItem:
+    done = job.completed_at is not None
     return JobItem(
         id=job.id,
         status=job.status,
-        job_type=job.job_type,
+        job_type=job.job_type if job.job_type in KNOWN_JOB_TYPES else "other",
+        title=job.title or TITLES.get(job.job_type or ""),
         target_kind=job.target_kind,
         target_id=job.target_id,
         target_name=job.target_name,
-        progress=job.progress,
+        progress=100 if done else job.progress,
         created_at=job.created_at,
         started_at=job.started_at,
         completed_at=job.completed_at,
@@ -216,15 +248,12 @@ REFRESH_AND_WAIT = ToolSpec(
 )
 
 
-JOB_ID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-
-
 class GetJobInput(BaseModel):
     job_id: str = Field(description="The job's id, as returned by refresh_and_wait or list_jobs.")
 
 
 async def get_job(ctx: ToolContext, args: GetJobInput) -> JobItem:
-    if not re.match(JOB_ID_PATTERN, args.job_id.strip()):
+    if not is_uuid(args.job_id):
         raise ToolFailure(
             f"'{args.job_id}' is not a job id (job ids look like 1b2c3d4e-0000-4000-8000-00000000abcd). "
             "Use list_jobs to find recent jobs."
@@ -236,8 +265,8 @@ GET_JOB = ToolSpec(
     name="get_job",
     title="Get a background job",
     description=(
-        "Get one Tableau background job's state: status, progress, timing, what it works on and, when it "
-        "failed, Tableau's reason.\n"
+        "Get one Tableau background job's state: status, type, progress, timing, finish code, what it works on "
+        "(kind, id and name) and, when it failed, Tableau's reason.\n"
         'Example: {"job_id": "5f0e6c1a-2b8e-4f3e-9d55-0a1b2c3d4e5f"}.'
     ),
     input_model=GetJobInput,
@@ -247,64 +276,124 @@ GET_JOB = ToolSpec(
     run=get_job,
 )
 
-
 class ListJobsInput(BaseModel):
     status: JobStatus | None = Field(None, description="Only jobs in this state.")
-    job_type: str | None = Field(
-        None, description="Only this job type, e.g. refresh_extracts, increment_extracts, run_flow."
+    job_type: JobTypeFilter | None = Field(
+        None, description="Only this job type; Tableau's spellings (RefreshExtract, RunFlow) work too."
     )
     target: str | None = Field(None, description="Text contained in the name of what the job works on.")
     created_after: datetime | None = Field(None, description="ISO 8601; defaults to 7 days ago.")
     created_before: datetime | None = Field(None, description="ISO 8601.")
-    include_failure_reasons: bool = Field(
-        True, description="Fetch Tableau's reason for each failed job on the returned page (one request each)."
+    exact_targets: bool = Field(
+        False,
+        description="Fetch each job on the page whose target name several items share (one request each), so "
+        "every job has its target's kind and id.",
     )
-    limit: int = Field(50, ge=1, le=200, description="Jobs per page.")
+    include_failure_reasons: bool = Field(
+        True,
+        description="Fetch Tableau's reason for each failed job on the returned page (one request each; false "
+        "makes a page cost two requests at most).",
+    )
+    limit: int = Field(30, ge=1, le=200, description="Jobs per page (30 fit the result budget; more may be cut, see budget_cut).")
     cursor: str | None = Field(None, description="`next_cursor` from the previous page, with the same filters.")
 
 
 class ListJobsOutput(BaseModel):
     jobs: list[JobItem]
-    total: int
+    total: int = Field(description="How many jobs match the filters in all.")
     window_start: datetime = Field(description="Jobs created before this are not included.")
     next_cursor: str | None = None
+    budget_cut: int = Field(0, description="Jobs of this page left for the next one by the character budget.")
+
+
+def _job_filters(args: ListJobsInput, start: datetime) -> list[tuple[str, str, Any]]:
+    """Every filter Tableau applies itself, so paging happens on the server."""
+    filters: list[tuple[str, str, Any]] = [("createdAt", "gte", start)]
+    if args.created_before:
+        filters.append(("createdAt", "lt", utc(args.created_before)))
+    if args.status:
+        filters.append(("status", "eq", args.status))
+    if args.job_type:
+        filters.append(("jobType", "eq", args.job_type))
+    if args.target:
+        # A job's subtitle names its target; pieces Tableau cannot filter on are matched locally.
+        filters += [("subtitle", "has", piece) for piece in UNFILTERABLE.split(args.target) if piece.strip()]
+    return filters
+
+
+async def _matching_jobs(ctx: ToolContext, args: ListJobsInput, start: datetime, offset: int) -> tuple[list[Any], int]:
+    """The jobs at `offset`: `limit` of them and the total, from one Tableau page (two at most)."""
+    filters = _job_filters(args, start)
+    if args.target and UNFILTERABLE.search(args.target):
+        # Tableau matched each piece; only a local check knows the whole text. Rare, bounded by the matches.
+        wanted = args.target.lower()
+        jobs = [j for j in await ctx.tableau.list_jobs(filters=filters) if wanted in (j.target_name or "").lower()]
+        return jobs[offset : offset + args.limit], len(jobs)
+    # A page of at most 4 x limit (like list_content), else two: never 1000 jobs read for a 30-job window.
+    number, size, skip = page_window(offset, args.limit, max_size=min(MAX_PAGE_SIZE, 4 * args.limit))
+    jobs, total = await ctx.tableau.jobs_page(filters, None, number, size)
+    jobs = jobs[skip : skip + args.limit]
+    if len(jobs) < args.limit and number * size < total:  # no single page held the window
+        more, total = await ctx.tableau.jobs_page(filters, None, number + 1, size)
+        jobs += more[: args.limit - len(jobs)]
+    return jobs, total
 
 
 async def list_jobs(ctx: ToolContext, args: ListJobsInput) -> ListJobsOutput:
     query = args.model_dump(mode="json", exclude={"cursor", "limit"})
     offset = decode_cursor(args.cursor, query)
     start = utc(args.created_after) or (datetime.now(UTC) - timedelta(days=7)).replace(microsecond=0)
-    filters = [("createdAt", "gte", start.strftime("%Y-%m-%dT%H:%M:%SZ"))]
-    if args.created_before:
-        filters.append(("createdAt", "lt", utc(args.created_before).strftime("%Y-%m-%dT%H:%M:%SZ")))
-    if args.status:
-        filters.append(("status", "eq", args.status))
-    if args.job_type:
-        filters.append(("jobType", "eq", args.job_type))
-    jobs = await ctx.tableau.list_jobs(filters=filters)
-    text = args.target.lower() if args.target else None
-    items = [job_item(j) for j in jobs if text is None or text in (j.target_name or "").lower()]
-    items.sort(key=lambda j: (j.created_at or start, j.id), reverse=True)
+    jobs, total = await _matching_jobs(ctx, args, start, offset)
+    items = _with_targets(jobs, await ctx.tableau.job_targets())
+    if args.exact_targets:
+        items = await _with_details(ctx, items, lambda item: item.target_id is None)
+    page = fit_budget(items, offset, total, query, json_size)
     if args.include_failure_reasons:
-        # Enrich the candidates first, so the page is sized with the reasons it will carry.
-        candidates = await _with_failure_reasons(ctx, items[offset : offset + args.limit])
-        items = items[:offset] + candidates + items[offset + args.limit :]
-    page, next_cursor = page_within_budget(items, offset, args.limit, query, json_size)
-    return ListJobsOutput(jobs=page, total=len(items), window_start=start, next_cursor=next_cursor)
+        # Reasons only for the jobs that fit; with them the page may fit fewer, never more.
+        enriched = await _with_details(ctx, page.items, lambda item: item.status == "Failed" and item.notes is None)
+        page = fit_budget(enriched, offset, total, query, json_size)
+    return ListJobsOutput(
+        jobs=page.items,
+        total=total,
+        window_start=start,
+        next_cursor=page.next_cursor,
+        budget_cut=len(items) - len(page.items),
+    )
 
 
-async def _with_failure_reasons(ctx: ToolContext, page: list[JobItem]) -> list[JobItem]:
-    """Tableau's job list has no reasons; fetch details for the failed jobs on this page only (bounded)."""
+def _with_targets(jobs: list[Any], index: dict[str, list[Any]]) -> list[JobItem]:
+    """Jobs with their target's kind and id from the cached target index.
+
+    Query Jobs names a target but gives no id: the index supplies kind and id when the name is unique
+    for the job's type, and says how many items share it otherwise (never a guess).
+    """
+    items = []
+    for job in jobs:
+        item = job_item(job)
+        kinds = ("flow",) if item.job_type == "run_flow" else ("workbook", "datasource")
+        targets = [t for t in index.get(item.target_name or "", ()) if t.kind in kinds]
+        if len(targets) == 1:
+            item = item.model_copy(update={"target_kind": targets[0].kind, "target_id": targets[0].id})
+        elif len(targets) > 1:
+            shared_kinds = {t.kind for t in targets}
+            kind = shared_kinds.pop() if len(shared_kinds) == 1 else None
+            item = item.model_copy(update={"target_kind": kind, "target_id": None, "target_matches": len(targets)})
+        items.append(item)
+    return items
+
+
+async def _with_details(ctx: ToolContext, items: list[JobItem], wanted: Callable[[JobItem], bool]) -> list[JobItem]:
+    """The `wanted` jobs replaced by Query Job's record (reason, exact target): one request each, page-bounded."""
     details: dict[str, JobItem] = {}
 
     async def load(job_id: str) -> None:
-        details[job_id] = job_item(await ctx.tableau.get_job(job_id))
+        try:
+            details[job_id] = job_item(await ctx.tableau.get_job(job_id))
+        except NotFound:
+            pass  # Tableau cleans up finished jobs: the listing's record is all there is
 
-    async with anyio.create_task_group() as tasks:
-        for job in page:
-            if job.status == "Failed":
-                tasks.start_soon(load, job.id)
-    return [details.get(job.id, job) for job in page]
+    await gather(*(partial(load, item.id) for item in items if wanted(item)))
+    return [details.get(item.id, item) for item in items]
 
 
 LIST_JOBS = ToolSpec(
@@ -312,7 +401,9 @@ LIST_JOBS = ToolSpec(
     title="List recent background jobs",
     description=(
         "List recent Tableau background jobs (newest first), filtered by status, type, the name of what they "
-        "work on, and creation time (default: the last 7 days).\n"
+        "work on, and creation time (default: the last 7 days). Each job has its type, target (kind, id, name), "
+        "timestamps and finish code; failed jobs carry Tableau's reason. Filtering and paging happen in Tableau, "
+        "so a page costs the same on any site.\n"
         'Example: "which refreshes failed today?" is {"status": "Failed", "job_type": "refresh_extracts", '
         '"created_after": "<today>T00:00:00Z"}.'
     ),

@@ -9,8 +9,7 @@ from pydantic import BaseModel, Field
 
 from server import permissions as perm
 from server.toolkit import READ_ONLY, ToolContext, ToolFailure, ToolSpec
-from tools.common import closest
-from tools.content import ContentFilters, resolve_content, select_content
+from tools.common import closest, resolve_content
 from tools.directory import resolve_user
 
 Kind = Literal["project", "workbook", "view", "datasource", "flow"]
@@ -113,16 +112,9 @@ async def _chain(ctx: ToolContext, tree: Any, project_id: str | None) -> list[pe
 
 
 async def _resolve_target(ctx: ToolContext, args: InspectPermissionsInput) -> tuple[Any, str | None]:
-    if args.kind != "view" or not args.workbook:
-        return await resolve_content(ctx, args.kind, args.target, args.project)
-    views = await select_content(ctx, "view", ContentFilters(project=args.project, name=args.target, name_match="exact"))
-    matching = [(r, p) for r, p in views if (r.workbook_name or "").lower() == args.workbook.lower()]
-    if len(matching) == 1:
-        return matching[0]
-    if not matching:
-        raise ToolFailure(f"No view '{args.target}' in a workbook named '{args.workbook}'. Use list_content with kind='view'.")
-    listed = "; ".join(f"'{p}/{r.workbook_name}/{r.name}' (id {r.id})" for r, p in matching[:10])
-    raise ToolFailure(f"Several views match: {listed}. Pass `project` or the view id.")
+    if args.workbook and args.kind != "view":
+        raise ToolFailure(f"`workbook` picks one view among views of the same name; a {args.kind} has none. Leave it out.")
+    return await resolve_content(ctx, args.kind, args.target, args.project, args.workbook)
 
 
 def _capability(kind: str, wanted: str) -> perm.CapabilitySpec:

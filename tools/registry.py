@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from server.toolkit import ToolSpec
 from tools.approvals import GET_REQUEST
-from tools.content import FIND_OWNERS, LIST_CONTENT
+from tools.budget import with_clipped_output
+from tools.content import FIND_OWNERS
 from tools.directory import LIST_GROUPS, LIST_USERS
 from tools.groups import ADD_USER_TO_GROUP
 from tools.jobs import GET_JOB, LIST_JOBS, REFRESH_AND_WAIT
+from tools.listing import LIST_CONTENT
 from tools.permissions import INSPECT_PERMISSIONS
+from tools.site import LIST_REFRESH_TASKS, WHOAMI
 
-TOOLS: tuple[ToolSpec, ...] = (
+_SPECS: tuple[ToolSpec, ...] = (
     LIST_CONTENT,
     FIND_OWNERS,
     LIST_USERS,
@@ -18,9 +21,13 @@ TOOLS: tuple[ToolSpec, ...] = (
     INSPECT_PERMISSIONS,
     LIST_JOBS,
     GET_JOB,
+    LIST_REFRESH_TASKS,
     REFRESH_AND_WAIT,
     ADD_USER_TO_GROUP,
     GET_REQUEST,
+    WHOAMI,
 )
+# Every result has its long strings cut with a marker (tools/budget.py), whichever tool made it.
+TOOLS: tuple[ToolSpec, ...] = tuple(with_clipped_output(spec) for spec in _SPECS)
 
 TOOLS_BY_NAME: dict[str, ToolSpec] = {spec.name: spec for spec in TOOLS}

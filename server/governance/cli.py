@@ -1,6 +1,6 @@
 """`tableau-steward policy|audit|approvals ...`: the administrator's side of governance.
 
-    tableau-steward policy check [FILE]
+    tableau-steward policy check [FILE | --policy FILE]
     tableau-steward policy explain --tool T [--args JSON] [--principal P] [--facts JSON]
     tableau-steward policy hash-token [--principal P] [--role R ...] [--generate]   (token on stdin)
     tableau-steward audit verify [--expect-head ANCHOR] | anchor | tail [-n N] [--follow] [--json]
@@ -76,7 +76,8 @@ def _register_policy(subparsers: argparse._SubParsersAction) -> None:
     sub = policy.add_subparsers(dest="policy_command", required=True, metavar="SUBCOMMAND")
 
     check = sub.add_parser("check", help="Validate a policy file and print what it allows.")
-    check.add_argument("file", nargs="?", help="Policy file (default: $STEWARD_POLICY or ./policies.yaml).")
+    check.add_argument("file", nargs="?", help="Policy file (the same as --policy; kept for older scripts).")
+    _policy_option(check)
     check.add_argument("--json", action="store_true", help="Print the summary as JSON.")
     check.set_defaults(handler=cmd_policy_check)
 
@@ -179,8 +180,11 @@ def _json(value: Any) -> str:
 
 
 def cmd_policy_check(args: argparse.Namespace) -> int:
+    if args.file and args.policy and Path(args.file) != Path(args.policy):
+        print(f"Two policy files given ({args.file} and --policy {args.policy}): give one.", file=sys.stderr)
+        return 2
     try:
-        policy = _load(args.file)
+        policy = _load(args.file or args.policy)
     except PolicyError as exc:
         print(str(exc), file=sys.stderr)
         return 1

@@ -129,6 +129,8 @@ DEFAULT_CATALOG: Mapping[str, ToolInfo] = MappingProxyType(
         "list_jobs": _READ,
         "inspect_permissions": _READ,
         "get_request": _READ,
+        "list_refresh_tasks": _READ,
+        "whoami": _READ,
         "refresh_and_wait": ToolInfo(is_write=True, facts=frozenset({"project_path", "content_kind"})),
         "add_user_to_group": ToolInfo(
             is_write=True, facts=frozenset({"group_name", "target_user_site_role", "group_minimum_site_role"})

@@ -33,6 +33,7 @@ from urllib.parse import urlencode
 import anyio
 import anyio.to_thread
 import tableauserverclient as TSC
+from defusedxml.ElementTree import fromstring
 from packaging.version import InvalidVersion, Version
 from tableauserverclient.server.endpoint.endpoint import Endpoint
 from tableauserverclient.server.endpoint.exceptions import ServerResponseError
@@ -60,12 +61,15 @@ from .records import (
     GroupRecord,
     JobList,
     JobRecord,
+    JobTarget,
     PermissionRule,
     ProjectNode,
     ProjectTree,
     RefreshStarted,
+    ScheduleRecord,
     ServerInfo,
     SiteIdentity,
+    TaskRecord,
     UserRecord,
 )
 from .transport import OPERATION_ID, Observer, Transport
@@ -91,6 +95,11 @@ LIST_FIELDS: dict[str, tuple[str, ...]] = {
     "flow": ("_default_", *_OWNER_FIELDS, "project.name"),
     "project": ("_default_", *_OWNER_FIELDS),
 }
+# Just what an ownership count needs (who owns what, where, and when it changed): Tableau's field
+# expressions take plain attribute names and nested ids (tableau-semantics §1.3). Flows are not on
+# the list of endpoints that take `fields`, so they keep LIST_FIELDS.
+LEAN_FIELDS: tuple[str, ...] = ("id", "name", "createdAt", "updatedAt", "project.id", "owner.id")
+LEAN_KINDS = frozenset({"workbook", "view", "datasource"})
 # A stable order, so concurrently fetched pages of a site that is not changing never overlap.
 CONTENT_SORT: tuple[str, ...] = ("createdAt:asc", "name:asc")
 DIRECTORY_SORT: tuple[str, ...] = ("name:asc",)
@@ -377,14 +386,15 @@ def _job_status(item: TSC.JobItem) -> str:
     return "InProgress" if item.started_at is not None else "Pending"
 
 
-def job_record(item: TSC.JobItem) -> JobRecord:
+def job_record(item: TSC.JobItem, flow_name: str | None = None) -> JobRecord:
+    """`flow_name`: TSC's JobItem drops the flow's name, so the caller reads it from the response."""
     target_kind = target_id = target_name = None
     if item.workbook_id:
         target_kind, target_id, target_name = "workbook", item.workbook_id, item.workbook_name
     elif item.datasource_id:
         target_kind, target_id, target_name = "datasource", item.datasource_id, item.datasource_name
     elif item.flow_run is not None and getattr(item.flow_run, "flow_id", None):
-        target_kind, target_id = "flow", item.flow_run.flow_id
+        target_kind, target_id, target_name = "flow", item.flow_run.flow_id, flow_name
     notes = [n for n in (item.notes or []) if n]
     notes += [n.get("text") for n in (item.status_notes or []) if n.get("text")]
     done = item.completed_at is not None
@@ -404,17 +414,65 @@ def job_record(item: TSC.JobItem) -> JobRecord:
     )
 
 
+# Query Jobs gives a status but no finish code; the status says which one Query Job would give.
+FINISH_CODES = {"Success": 0, "Failed": 1, "Cancelled": 2}
+
+
 def background_job_record(item: TSC.BackgroundJobItem) -> JobRecord:
+    status = item.status or "Pending"
     return JobRecord(
         id=item.id,
-        status=item.status or "Pending",
+        status=status,
         job_type=item.type,
         created_at=item.created_at,
         started_at=item.started_at,
         completed_at=item.ended_at,
+        finish_code=FINISH_CODES.get(status) if item.ended_at is not None else None,
+        target_kind="flow" if item.type == "run_flow" else None,
         target_name=item.subtitle,
         priority=_int(item.priority),
         title=item.title,
+    )
+
+
+_FREQUENCIES = {"HourlyInterval": "Hourly", "DailyInterval": "Daily", "WeeklyInterval": "Weekly",
+                "MonthlyInterval": "Monthly"}
+
+
+def schedule_record(item: Any) -> ScheduleRecord:
+    interval = getattr(item, "interval_item", None)
+    frequency = _FREQUENCIES.get(type(interval).__name__)
+    values = [str(v) for v in getattr(interval, "interval", ()) or () if v is not None]
+    described = {
+        "Hourly": lambda: f"every {values[0] if values else 1} hours",
+        "Weekly": lambda: ", ".join(values),
+        "Monthly": lambda: "day " + ", ".join(values),
+    }.get(frequency or "", lambda: None)()
+    start, end = getattr(interval, "start_time", None), getattr(interval, "end_time", None)
+    return ScheduleRecord(
+        id=item.id,
+        name=item.name,
+        state=item.state,
+        frequency=frequency,
+        next_run_at=item.next_run_at,
+        start_time=start.strftime("%H:%M:%S") if start else None,
+        end_time=end.strftime("%H:%M:%S") if end else None,
+        interval=described or None,
+        priority=_int(item.priority),
+    )
+
+
+def task_record(item: TSC.TaskItem) -> TaskRecord:
+    target = item.target
+    return TaskRecord(
+        id=item.id,
+        refresh_type="incremental" if "increment" in (item.task_type or "").lower() else "full",
+        target_kind=target.type if target is not None and target.type in ("workbook", "datasource") else None,
+        target_id=target.id if target is not None else None,
+        schedule=schedule_record(item.schedule_item) if item.schedule_item is not None else None,
+        consecutive_failures=item.consecutive_failed_count or 0,
+        priority=_int(item.priority),
+        last_run_at=item.last_run_at,
     )
 
 
@@ -740,11 +798,11 @@ class TableauClient:
     # -- content -----------------------------------------------------------------------------
 
     def _content_fetch(
-        self, kind: str, filters: list[str], sort: list[str]
+        self, kind: str, filters: list[str], sort: list[str], fields: Sequence[str] | None = None
     ) -> Callable[[int, int], tuple[list[ContentRecord], Any]]:
         server = self._tsc()
         endpoint = getattr(server, _ENDPOINTS[kind])
-        fields = LIST_FIELDS[kind]
+        fields = fields or LIST_FIELDS[kind]
 
         def fetch(number: int, size: int) -> tuple[list[ContentRecord], Any]:
             query = _Query(number, size, filters, sort, fields)
@@ -761,20 +819,75 @@ class TableauClient:
         filters: Iterable[Filter] | None = None,
         sort: Iterable[SortKey] | None = None,
         limit: int | None = None,
+        fields: Sequence[str] | None = None,
     ) -> list[ContentRecord]:
         """Every `kind` item matching `filters` (Tableau filter fields, ANDed), all pages, fetched in parallel.
 
         Owner name/email, project name and (views) workbook name come in the same calls; should a
         server leave owner names out, they are filled from the cached user list (a constant number
         of requests, never one per item). The default order is createdAt then name. `limit` stops
-        after that many items.
+        after that many items. `fields` asks for just those fields instead (e.g. `LEAN_FIELDS`,
+        a third of the bytes to send and parse), and then nothing is filled in.
         """
         self._check_kind(kind)
-        fetch = self._content_fetch(kind, filter_expressions(filters), sort_expressions(sort, CONTENT_SORT))
+        expressions, order = filter_expressions(filters), sort_expressions(sort, CONTENT_SORT)
+        fetch = self._content_fetch(kind, expressions, order, fields)
         records, _ = await self._paged(self._ctx(f"listing {kind}s"), fetch, limit=limit)
-        if any(r.owner_id and r.owner_name is None for r in records):
+        if not fields and any(r.owner_id and r.owner_name is None for r in records):
             records = await self._fill_owners(records)  # e.g. a server that ignores owner.name on flows
         return records
+
+    async def content_page(
+        self,
+        kind: ContentKind,
+        *,
+        page_number: int,
+        page_size: int,
+        filters: Iterable[Filter] | None = None,
+        sort: Iterable[SortKey] | None = None,
+    ) -> tuple[list[ContentRecord], int]:
+        """One page of `kind` items, filtered, sorted and paged by Tableau: one request.
+
+        Returns (records, how many match in all). A page past the end is an empty page, not an error
+        (Tableau answers it with 400006; the count then costs one more request).
+        """
+        self._check_kind(kind)
+        expressions = filter_expressions(filters)
+        fetch = self._content_fetch(kind, expressions, sort_expressions(sort, CONTENT_SORT))
+        try:
+            records, page = await self._call(self._ctx(f"listing {kind}s"), fetch, page_number, page_size)
+        except InvalidRequest as exc:
+            if page_number <= 1 or getattr(exc, "code", None) != "400006":
+                raise
+            return [], await self.count_content(kind, filters)
+        if any(r.owner_id and r.owner_name is None for r in records):
+            records = await self._fill_owners(records)
+        total = page.total_available if page.total_available >= 0 else len(records)
+        return records, total
+
+    async def workbook_views(self, workbook: ContentRecord) -> list[ContentRecord]:
+        """Every view of one workbook with its usage count: one unpaged request (Query Views for Workbook).
+
+        Tableau leaves the owner, project and workbook out of this answer; they are the workbook's.
+        """
+        server = self._tsc()
+        endpoint = server.workbooks
+
+        def fetch() -> list[ContentRecord]:
+            url = f"{endpoint.baseurl}/{workbook.id}/views?includeUsageStatistics=true"
+            return content_page("view", endpoint.get_request(url).content)[0]
+
+        views = await self._call(self._item_ctx("workbook", workbook.id, "listing the views of"), fetch)
+        inherited = {
+            "workbook_id": workbook.id,
+            "workbook_name": workbook.name,
+            "project_id": workbook.project_id,
+            "project_name": workbook.project_name,
+            "owner_id": workbook.owner_id,
+            "owner_name": workbook.owner_name,
+            "owner_email": workbook.owner_email,
+        }
+        return [view.model_copy(update=inherited) for view in views]
 
     async def count_content(self, kind: ContentKind, filters: Iterable[Filter] | None = None) -> int:
         """How many `kind` items match `filters` (one request with pageSize=1)."""
@@ -1092,10 +1205,63 @@ class TableauClient:
         return None
 
     async def get_job(self, job_id: str) -> JobRecord:
-        """One job's state: status, progress, times, finish code, notes and target."""
+        """One job's state: status, progress, times, finish code, notes and target (flows named too)."""
         server = self._tsc()
-        item = await self._call(self._item_ctx("job", job_id), server.jobs.get_by_id, job_id)
-        return job_record(item)
+
+        def load() -> JobRecord:
+            response = server.jobs.get_request(f"{server.jobs.baseurl}/{job_id}")
+            item = TSC.JobItem.from_response(response.content, server.namespace)[0]
+            flow = fromstring(response.content).find(".//t:runFlowJobType//t:flow", server.namespace)
+            return job_record(item, flow.get("name") if flow is not None else None)
+
+        return await self._call(self._item_ctx("job", job_id), load)
+
+    async def jobs_page(
+        self, filters: Iterable[Filter] | None, sort: Iterable[SortKey] | None, number: int, size: int
+    ) -> tuple[list[JobRecord], int]:
+        """One page of Query Jobs (Tableau filters, sorts and pages); returns (jobs, total matching)."""
+        server = self._tsc()
+        query = _Query(number, size, filter_expressions(filters), sort_expressions(sort, JOB_SORT))
+
+        def fetch() -> tuple[list[JobRecord], int]:
+            items, pagination = server.jobs.get(req_options=query)
+            total = getattr(pagination, "total_available", None)
+            return [background_job_record(j) for j in items], len(items) if total is None or total < 0 else total
+
+        return await self._call(self._ctx("listing jobs"), fetch)
+
+    async def job_targets(self) -> dict[str, list[JobTarget]]:
+        """What jobs can work on, by name: extract-bearing workbooks and data sources, and flows.
+
+        Query Jobs names a job's target (its subtitle) but gives no id; this cached index supplies
+        kind and id for a page of jobs without a request per job.
+        """
+
+        async def load() -> dict[str, list[JobTarget]]:
+            extracts = [("hasExtracts", "eq", True)]
+            # One after another: a cached index, so its latency is paid once per cache lifetime.
+            records = [
+                *await self.list_content("workbook", filters=extracts),
+                *await self.list_content("datasource", filters=extracts),
+                *await self.list_content("flow"),
+            ]
+            index: dict[str, list[JobTarget]] = {}
+            for record in records:
+                target = JobTarget(kind=record.kind, id=record.id, name=record.name, project_id=record.project_id)
+                index.setdefault(record.name, []).append(target)
+            return index
+
+        return await self._cached("job_targets", load)
+
+    async def extract_refresh_tasks(self) -> list[TaskRecord]:
+        """Every extract-refresh task with its schedule (one unpaged request, as Tableau answers it)."""
+        server = self._tsc()
+
+        def load() -> list[TaskRecord]:
+            items, _ = server.tasks.get()
+            return [task_record(t) for t in items]
+
+        return await self._call(self._ctx("listing extract-refresh tasks"), load)
 
     async def list_jobs(
         self,

@@ -207,6 +207,42 @@ class JobRecord(_Record):
         return self.completed_at is not None
 
 
+class JobTarget(_Record):
+    """What a job can work on: an extract-bearing workbook or data source, or a flow."""
+
+    kind: Literal["workbook", "datasource", "flow"]
+    id: str
+    name: str
+    project_id: str | None = None
+
+
+class ScheduleRecord(_Record):
+    """A schedule as a task carries it (Tableau Cloud has no schedule list of its own)."""
+
+    id: str | None = None
+    name: str | None = None
+    state: str | None = None
+    frequency: str | None = Field(None, description="Hourly, Daily, Weekly or Monthly.")
+    next_run_at: UtcDatetime | None = None
+    start_time: str | None = Field(None, description="HH:MM:SS, the schedule's time zone's wall clock.")
+    end_time: str | None = None
+    interval: str | None = Field(None, description="e.g. 'every 4 hours', 'Monday, Thursday', 'day 1'.")
+    priority: int | None = None
+
+
+class TaskRecord(_Record):
+    """An extract-refresh task: what it refreshes, on which schedule, and how it has been going."""
+
+    id: str
+    refresh_type: str = Field(description="full or incremental")
+    target_kind: Literal["workbook", "datasource"] | None = None
+    target_id: str | None = None
+    schedule: ScheduleRecord | None = None
+    consecutive_failures: int = 0
+    priority: int | None = None
+    last_run_at: UtcDatetime | None = None
+
+
 class JobList(list[JobRecord]):
     """The jobs `list_jobs` returned (a plain list) plus `total`: how many jobs matched on the server."""
 

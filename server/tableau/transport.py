@@ -4,8 +4,13 @@ TSC 0.42 takes a `session_factory` and gives every thread its own `requests.Sess
 Ours is `StewardSession`, whose `request()` wraps each request TSC makes (paging, job polls,
 version negotiation, sign-in, sign-out, redirects) with, in order:
 
-1. the client-side rate limit (token bucket, `Settings.rate_limit` requests/s, shared by all threads);
-2. the concurrency limit (`Settings.concurrency` requests in flight, shared), held only while sending;
+1. the client-side rate limits, shared by all threads: a sliding hour of at most
+   `Settings.rate_limit_per_hour` calls (Tableau Cloud's 40,000 per user per site per hour), so bursts
+   below it are not slowed at all, and an optional token bucket (`Settings.rate_limit` requests/s, off
+   by default);
+2. the concurrency limit (`Settings.concurrency` requests in flight, shared), held only while sending,
+   adapted to Tableau's answers (AIMD): each 429 halves the requests allowed in flight (once per
+   burst of 429s), each success adds back 1/limit, up to `Settings.concurrency`;
 3. the request timeout (`Settings.request_timeout`) and TLS verification settings;
 4. the observer hook: one `RequestEvent` per attempt, with the operation id of the caller;
 5. one re-sign-in on 401 (single-flight, done by the client's `reauthenticate` callback) and one
@@ -30,6 +35,7 @@ import random
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -119,6 +125,93 @@ class TokenBucket:
         return wait
 
 
+class SlidingWindowBudget:
+    """At most `limit` calls in any `window` seconds, shared by all threads; `limit` 0 means no budget.
+
+    This is how Tableau Cloud counts (40,000 calls per user per site per hour), so a burst of any size
+    under the budget goes out at once, and only a client that would exceed Tableau's own count waits,
+    until its oldest call in the window ages out. Memory is one float per call in the window.
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        window: float = 3600.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.limit = limit
+        self.window = window
+        self._calls: deque[float] = deque()
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+
+    def acquire(self) -> float:
+        """Count one call, first sleeping until the window has room; returns the seconds waited."""
+        if self.limit <= 0:
+            return 0.0
+        waited = 0.0
+        while True:
+            with self._lock:
+                now = self._clock()
+                while self._calls and self._calls[0] <= now - self.window:
+                    self._calls.popleft()
+                if len(self._calls) < self.limit:
+                    self._calls.append(now)
+                    return waited
+                wait = self._calls[0] + self.window - now
+            self._sleep(wait)
+            waited += wait
+
+    def in_window(self) -> int:
+        """How many calls the current window holds."""
+        with self._lock:
+            now = self._clock()
+            return sum(1 for t in self._calls if t > now - self.window)
+
+
+class AdaptiveConcurrency:
+    """A shared limit on requests in flight that backs off when Tableau answers 429 (AIMD).
+
+    The limit starts at `ceiling`. A 429 halves it (never below 1), but only once per burst: a 429 from
+    a request sent before the last decrease was already answered for. Each success adds 1/limit, so
+    a full round of successful requests at the current limit raises it by one, back up to `ceiling`.
+    """
+
+    def __init__(self, ceiling: int) -> None:
+        self.ceiling = ceiling
+        self._limit = float(ceiling)
+        self._in_flight = 0
+        self._generation = 0  # bumped by every decrease
+        self._changed = threading.Condition()
+
+    @property
+    def limit(self) -> int:
+        return max(1, int(self._limit))
+
+    def acquire(self) -> int:
+        """Wait for a free slot; returns the generation to hand back to `release`."""
+        with self._changed:
+            while self._in_flight >= self.limit:
+                self._changed.wait()
+            self._in_flight += 1
+            return self._generation
+
+    def release(self, generation: int, *, throttled: bool = False) -> None:
+        with self._changed:
+            self._in_flight -= 1
+            if throttled:
+                if generation == self._generation:
+                    self._limit = max(1.0, self._limit / 2)
+                    self._generation += 1
+                    log.info("Tableau answered 429: %d request(s) in flight allowed now", self.limit)
+            elif self._limit < self.ceiling:
+                self._limit = min(float(self.ceiling), self._limit + 1 / self._limit)
+            self._changed.notify_all()
+
+
 def is_retry_safe(method: str, path: str, body: object) -> bool:
     """Whether repeating this request cannot change anything beyond what one success would."""
     method = method.upper()
@@ -186,7 +279,8 @@ class Transport:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.bucket = TokenBucket(settings.rate_limit)
-        self.slots = threading.BoundedSemaphore(settings.concurrency)
+        self.budget = SlidingWindowBudget(settings.rate_limit_per_hour)
+        self.slots = AdaptiveConcurrency(settings.concurrency)
         self._observers: tuple[Observer, ...] = ()
         self._observer_lock = threading.Lock()
         self._failed_observers: set[str] = set()
@@ -263,12 +357,14 @@ class StewardSession(requests.Session):
         reauthenticated = False
         while True:
             attempt += 1
+            transport.budget.acquire()
             transport.bucket.acquire()
             started = time.perf_counter()
+            generation = transport.slots.acquire()
             try:
-                with transport.slots:
-                    response = super().request(method, url, **kwargs)  # type: ignore[arg-type]
+                response = super().request(method, url, **kwargs)  # type: ignore[arg-type]
             except requests.exceptions.RequestException as exc:
+                transport.slots.release(generation)
                 elapsed = (time.perf_counter() - started) * 1000
                 transport.emit(RequestEvent(method, path, query, None, round(elapsed, 2), attempt, operation_id,
                                             type(exc).__name__))
@@ -288,8 +384,12 @@ class StewardSession(requests.Session):
                 time.sleep(delay)
                 continue
 
-            elapsed = (time.perf_counter() - started) * 1000
+            except BaseException:
+                transport.slots.release(generation)
+                raise
             status = response.status_code
+            transport.slots.release(generation, throttled=status == 429)
+            elapsed = (time.perf_counter() - started) * 1000
             transport.emit(RequestEvent(method, path, query, status, round(elapsed, 2), attempt, operation_id))
 
             if status == 401 and not reauthenticated and not _is_auth_path(path) and transport.reauthenticate:

@@ -23,7 +23,8 @@ def test_pat_settings_with_defaults():
     assert isinstance(settings.credentials, PatCredentials)
     assert settings.credentials.name == "steward"
     assert settings.credentials.secret.get_secret_value() == "pat-secret-value-123"
-    assert (settings.request_timeout, settings.rate_limit, settings.concurrency, settings.page_size) == (30, 10, 4, 1000)
+    assert (settings.request_timeout, settings.rate_limit, settings.concurrency, settings.page_size) == (30, 0, 4, 1000)
+    assert settings.rate_limit_per_hour == 40_000  # Tableau Cloud's budget per user per site per hour
     assert settings.retry_deadline == 60 and settings.verify is True and settings.api_version is None
 
 
@@ -97,6 +98,7 @@ def test_tunable_overrides(tmp_path):
         "STEWARD_REQUEST_TIMEOUT": "12.5",
         "STEWARD_RATE_LIMIT": "0",
         "STEWARD_CONCURRENCY": "8",
+        "STEWARD_RATE_LIMIT_PER_HOUR": "0",
         "STEWARD_PAGE_SIZE": "500",
         "STEWARD_RETRY_DEADLINE": "5",
         "STEWARD_CACHE_TTL": "0",
@@ -106,6 +108,7 @@ def test_tunable_overrides(tmp_path):
     settings = Settings.from_env(env)
     assert settings.request_timeout == 12.5 and settings.rate_limit == 0 and settings.concurrency == 8
     assert settings.page_size == 500 and settings.retry_deadline == 5 and settings.cache_ttl == 0
+    assert settings.rate_limit_per_hour == 0  # off, e.g. for a Tableau Server without a budget
     assert settings.verify == str(bundle) and settings.api_version == "3.21"
     assert Settings.from_env({**PAT_ENV, "STEWARD_TLS_VERIFY": "false"}).verify is False
 

@@ -88,6 +88,20 @@ def test_policy_check(policy_file: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert code == 0 and json.loads(out)["mode"] == "read-write"
 
 
+def test_policy_check_takes_policy_like_the_other_subcommands(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shipped = ROOT / "policies.yaml"
+    code, out, _ = run(["policy", "check", "--policy", str(shipped)], capsys)
+    assert code == 0 and out.startswith(f"OK: {shipped}")
+    code, out, _ = run(["policy", "check", str(shipped)], capsys)  # the positional form still works
+    assert code == 0 and out.startswith(f"OK: {shipped}")
+    other = tmp_path / "other.yaml"
+    other.write_text(shipped.read_text())
+    code, out, err = run(["policy", "check", str(shipped), "--policy", str(other)], capsys)
+    assert code == 2 and out == "" and "Two policy files given" in err
+
+
 def test_policy_check_reports_the_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(POLICY.replace("tools: [add_user_to_group]", "tools: [add_user_to_groups]"))

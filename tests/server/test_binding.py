@@ -56,8 +56,10 @@ async def test_a_renamed_target_is_refreshed_by_its_approved_id(gated: Steward) 
         item.name, decoy.name = f"{old_name} (renamed)", old_name
         done = structured(await client.call_tool("get_request", {"request_id": request_id}))
     assert done["status"] == "executed", done
-    assert f"name '{old_name}' is now '{old_name} (renamed)'" in done["result"]
-    assert "the approved id was acted on" in done["result"] and item.id in done["result"]
+    note = done["result"]["note"]
+    assert f"name '{old_name}' is now '{old_name} (renamed)'" in note
+    assert "the approved id was acted on" in note and item.id in note
+    assert done["result"]["ok"] and done["result"]["output"]["outcome"] == "succeeded", done
     assert len(refresh_posts(gated, item.id)) == 1 and refresh_posts(gated, decoy.id) == []
 
 
@@ -71,8 +73,9 @@ async def test_a_target_renamed_into_a_denied_group_is_refused(gated: Steward) -
         gated.state.groups[group.id].name = "Site Admins"
         done = structured(await client.call_tool("get_request", {"request_id": request_id}))
     assert done["status"] == "failed", done
-    assert "name 'Marketing' is now 'Site Admins'" in done["result"]
-    assert "The policy now denies this call" in done["result"] and "nothing was changed" in done["result"]
+    error = done["result"]["error"]
+    assert "name 'Marketing' is now 'Site Admins'" in error
+    assert "The policy now denies this call" in error and "nothing was changed" in error
     assert user.id not in gated.state.groups[group.id].member_ids and membership_posts(gated, group.id) == []
 
 
@@ -82,7 +85,8 @@ async def test_a_target_that_no_longer_exists_is_refused(gated: Steward) -> None
         request_id = await approved_refresh(client, gated, item)
         del gated.state.datasources[item.id]
         done = structured(await client.call_tool("get_request", {"request_id": request_id}))
-    assert done["status"] == "failed" and "no longer exists" in done["result"] and item.id in done["result"]
+    assert done["status"] == "failed" and "no longer exists" in done["result"]["error"], done
+    assert item.id in done["result"]["error"]
     assert refresh_posts(gated, item.id) == []
 
 

@@ -104,7 +104,7 @@ async def test_gated_add_waits_is_approved_from_the_cli_and_runs_exactly_once(ga
         assert await approvals_cli(gated, "approve", request_id, "--reason", "ticket 4411") == 0
         done = structured(await client.call_tool("get_request", {"request_id": request_id}))
         assert done["status"] == "executed", done
-        assert '"added"' in done["result"] and done["decisions"][0]["approver"] == "site-admin"
+        assert done["result"]["ok"] and done["result"]["output"]["status"] == "added" and done["decisions"][0]["approver"] == "site-admin"
         again = structured(await client.call_tool("get_request", {"request_id": request_id}))
         assert again["status"] == "executed"
     assert user.id in gated.state.groups[group.id].member_ids

@@ -125,7 +125,7 @@ async def test_refused_calls_are_audited_hidden_tools_included(steward: Steward,
         ("reader", "add_user_to_group", "hidden by the policy (answered as an unknown tool)"),
         ("reader", "drop_site", "no such tool"),
     ]
-    assert refusals[2][:2] == ("reader", "list_users") and refusals[2][2].startswith("invalid arguments: limit")
+    assert refusals[2][:2] == ("reader", "list_users") and refusals[2][2].startswith("invalid arguments: 'limit' must be a whole number")
     assert len(refusals) == 3
 
 

@@ -101,7 +101,7 @@ async def test_arguments_edited_after_approval_are_refused(gated: Steward) -> No
         edit(gated, "UPDATE approval_requests SET arguments = ?, args_digest = ? WHERE id = ?",
              (json.dumps(forged), args_digest(forged), request_id))
         view = await assert_refused_and_nothing_changed(client, gated, request_id, user, group, "tampered")
-    assert "does not match its seal" in view["result"]
+    assert "does not match its seal" in view["result"]["error"]
     verify = await anyio.run_process(
         [sys.executable, "-m", "server.cli", "audit", "verify", "--policy", str(gated.policy_path)],
         check=False, cwd=REPO,
@@ -116,7 +116,7 @@ async def test_a_status_set_by_hand_is_refused(gated: Steward) -> None:
         request_id, user, group = await request_membership(client, gated)
         set_approved_by_hand(gated, request_id)
         view = await assert_refused_and_nothing_changed(client, gated, request_id, user, group, "tampered")
-    assert "only 0 of 1 sealed approvals" in view["result"]
+    assert "only 0 of 1 sealed approvals" in view["result"]["error"]
 
 
 async def test_an_executed_request_set_back_to_approved_does_not_run_again(gated: Steward) -> None:
@@ -128,7 +128,7 @@ async def test_an_executed_request_set_back_to_approved_does_not_run_again(gated
         gated.state.groups[group.id].member_ids.discard(user.id)  # so a second run would show
         set_approved_by_hand(gated, request_id)
         again = structured(await client.call_tool("get_request", {"request_id": request_id}))
-    assert again["status"] == "refused" and "already ran" in again["result"]
+    assert again["status"] == "refused" and "already ran" in again["result"]["error"]
     assert len(membership_posts(gated, group.id)) == 1 and user.id not in gated.state.groups[group.id].member_ids
     assert [r["code"] for r in refusals(gated, request_id)] == ["tampered"]
 
@@ -140,7 +140,7 @@ async def test_a_revoked_approval_set_back_to_approved_does_not_run(gated: Stewa
         assert await approvals_cli(gated, "deny", request_id, "--reason", "wrong group after all") == 0
         set_approved_by_hand(gated, request_id)
         view = await assert_refused_and_nothing_changed(client, gated, request_id, user, group, "tampered")
-    assert "was denied by site-admin" in view["result"]
+    assert "was denied by site-admin" in view["result"]["error"]
 
 
 async def test_an_inserted_decision_row_is_refused(gated: Steward) -> None:
@@ -150,7 +150,7 @@ async def test_an_inserted_decision_row_is_refused(gated: Steward) -> None:
              "VALUES (?, 'site-admin', 'approved', 'looks fine', 1e9, ?)", (request_id, "0" * 64))
         set_approved_by_hand(gated, request_id)
         view = await assert_refused_and_nothing_changed(client, gated, request_id, user, group, "tampered")
-    assert "approved decision by site-admin does not match its seal" in view["result"]
+    assert "approved decision by site-admin does not match its seal" in view["result"]["error"]
 
 
 async def test_an_inserted_request_is_refused(gated: Steward) -> None:
@@ -167,7 +167,7 @@ async def test_an_inserted_request_is_refused(gated: Steward) -> None:
              "SELECT ?, approver, 'approved', reason, at, policy_hash, seal FROM approval_decisions WHERE request_id = ?",
              (forged_id, genuine))
         view = await assert_refused_and_nothing_changed(client, gated, forged_id, user, group, "tampered")
-    assert "the request does not match its seal" in view["result"]
+    assert "the request does not match its seal" in view["result"]["error"]
 
 
 async def test_a_decision_made_under_a_forged_policy_is_refused(gated: Steward, tmp_path: Path) -> None:
@@ -188,4 +188,4 @@ async def test_a_decision_made_under_a_forged_policy_is_refused(gated: Steward, 
         finally:
             store.audit.close()
         view = await assert_refused_and_nothing_changed(client, gated, request_id, user, group, "not_approved")
-    assert "mallory is not an approver under it" in view["result"]
+    assert "mallory is not an approver under it" in view["result"]["error"]
