@@ -14,6 +14,7 @@ import sys
 MODULES: tuple[str, ...] = (
     "generation",
     "page_serving",
+    "list_formats",
     "access_listing",
     "audit_throughput",
     "tool_latency",

@@ -28,7 +28,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Self, TypeVar
-from urllib.parse import urlencode
+from urllib.parse import quote_plus, urlencode
 
 import anyio
 import anyio.to_thread
@@ -41,6 +41,7 @@ from tableauserverclient.server.exceptions import EndpointUnavailableError, Serv
 
 from server.config import Settings
 
+from . import json_pages
 from .auth import tsc_credentials
 from .errors import (
     BadConfiguration,
@@ -71,6 +72,7 @@ from .records import (
     SiteIdentity,
     TaskRecord,
     UserRecord,
+    listed_job,
 )
 from .transport import OPERATION_ID, Observer, Transport
 
@@ -139,6 +141,9 @@ _JOB_TYPES = {
     "RunFlow": "run_flow",
 }
 _QUEUED_REFRESH_CANDIDATES = 50
+# How the hot list paths (content, users, groups, jobs) are read: "json" (json_pages.py, orjson) or
+# "xml" (parsing.py and TSC). JSON measured cheaper for the client, serving the same (BENCHMARKS.md).
+LIST_FORMAT = "json"
 
 
 class _Query(TSC.RequestOptions):
@@ -198,7 +203,9 @@ def _format_value(value: Any, field: str) -> str:
             "syntax cannot express. Filter on a shorter value (e.g. with '*' wildcards and 'eq'), or list "
             "without this filter and select locally."
         )
-    return text
+    # Tableau URL-decodes a filter value once more after decoding the query string, so a literal
+    # '+' would read as a space and '%xx' as a character (server-client-python#418): encode it once.
+    return quote_plus(text, safe="*")
 
 
 def filter_expressions(filters: Iterable[Filter] | None) -> list[str]:
@@ -414,24 +421,10 @@ def job_record(item: TSC.JobItem, flow_name: str | None = None) -> JobRecord:
     )
 
 
-# Query Jobs gives a status but no finish code; the status says which one Query Job would give.
-FINISH_CODES = {"Success": 0, "Failed": 1, "Cancelled": 2}
-
-
 def background_job_record(item: TSC.BackgroundJobItem) -> JobRecord:
-    status = item.status or "Pending"
-    return JobRecord(
-        id=item.id,
-        status=status,
-        job_type=item.type,
-        created_at=item.created_at,
-        started_at=item.started_at,
-        completed_at=item.ended_at,
-        finish_code=FINISH_CODES.get(status) if item.ended_at is not None else None,
-        target_kind="flow" if item.type == "run_flow" else None,
-        target_name=item.subtitle,
-        priority=_int(item.priority),
-        title=item.title,
+    return listed_job(
+        id=item.id, status=item.status, job_type=item.type, created_at=item.created_at, started_at=item.started_at,
+        ended_at=item.ended_at, subtitle=item.subtitle, priority=_int(item.priority), title=item.title,
     )
 
 
@@ -501,6 +494,7 @@ class TableauClient:
         self._info: ServerInfo | None = None
         self._cache: dict[str, tuple[float, Any]] = {}
         self._cache_locks: dict[str, anyio.Lock] = {}
+        self.list_format = LIST_FORMAT  # the benchmark flips it to time both readers in one run
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -807,6 +801,8 @@ class TableauClient:
         def fetch(number: int, size: int) -> tuple[list[ContentRecord], Any]:
             query = _Query(number, size, filters, sort, fields)
             url = endpoint.baseurl + ("?includeUsageStatistics=true" if kind == "view" else "")
+            if self.list_format == "json":
+                return json_pages.content_page(kind, json_pages.get_json(endpoint, url, query))
             response = endpoint.get_request(url, query)  # TSC sends it; parsing.py reads it (fast)
             return content_page(kind, response.content)
 
@@ -1022,6 +1018,8 @@ class TableauClient:
         def fetch(number: int, size: int) -> tuple[list[UserRecord], Any]:
             query = _Query(number, size, expressions, order)
             query.all_fields = True  # exactly what TSC's users.get() sends
+            if self.list_format == "json":
+                return json_pages.user_page(json_pages.get_json(server.users, server.users.baseurl, query))
             response = server.users.get_request(server.users.baseurl, query)
             return user_page(response.content)  # several times cheaper than TSC's UserItem parser
 
@@ -1044,6 +1042,8 @@ class TableauClient:
         async def load() -> list[GroupRecord]:
             def fetch(number: int, size: int) -> tuple[list[GroupRecord], Any]:
                 query = _Query(number, size, expressions, DIRECTORY_SORT, ("_default_", "userCount"))
+                if self.list_format == "json":
+                    return json_pages.group_page(json_pages.get_json(server.groups, server.groups.baseurl, query))
                 response = server.groups.get_request(server.groups.baseurl, query)
                 return group_page(response.content)  # reads minimumSiteRole, which TSC's parser drops
 
@@ -1278,6 +1278,9 @@ class TableauClient:
         expressions, order = filter_expressions(filters), sort_expressions(sort, JOB_SORT)
 
         def fetch(number: int, size: int) -> tuple[list[JobRecord], Any]:
+            if self.list_format == "json":
+                query = _Query(number, size, expressions, order)
+                return json_pages.job_page(json_pages.get_json(server.jobs, server.jobs.baseurl, query))
             items, pagination = server.jobs.get(req_options=_Query(number, size, expressions, order))
             return [background_job_record(j) for j in items], pagination
 

@@ -252,3 +252,28 @@ class JobList(list[JobRecord]):
 
     def __repr__(self) -> str:
         return f"JobList({list.__repr__(self)}, total={self.total})"
+
+
+# Query Jobs gives a status but no finish code; the status says which one Query Job would give.
+FINISH_CODES = {"Success": 0, "Failed": 1, "Cancelled": 2}
+
+
+def listed_job(
+    *, id: str, status: str | None, job_type: str | None, created_at: datetime | None, started_at: datetime | None,
+    ended_at: datetime | None, subtitle: str | None, priority: int | None, title: str | None,
+) -> JobRecord:
+    """A job as Query Jobs lists it, whichever reader parsed the page (XML through TSC, or JSON)."""
+    status = status or "Pending"
+    return JobRecord(
+        id=id,
+        status=status,
+        job_type=job_type,
+        created_at=created_at,
+        started_at=started_at,
+        completed_at=ended_at,
+        finish_code=FINISH_CODES.get(status) if ended_at is not None else None,
+        target_kind="flow" if job_type == "run_flow" else None,
+        target_name=subtitle,
+        priority=priority,
+        title=title,
+    )

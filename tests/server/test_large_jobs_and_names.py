@@ -131,7 +131,8 @@ async def test_a_name_tableau_cannot_filter_costs_one_listing_like_any_name(larg
         lower = structured(await client.call_tool("inspect_permissions", {"kind": "workbook", "target": other.name.lower()}))
         variants = workbook_requests(large, mark)
     assert body["id"] == workbook.id == upper["id"] and lower["id"] == other.id
-    assert len(requests) == 1 and "name%3Aeq%3AR%2AD%2A+Costs+%2AFY26%2A+Plan" in requests[0].query, requests
+    # Filter values are percent-encoded once more for Tableau's second decoding: the space goes as '+' (%2B).
+    assert len(requests) == 1 and "name%3Aeq%3AR%2AD%2A%2BCosts%2B%2AFY26%2A%2BPlan" in requests[0].query, requests
     # A case-insensitive match Tableau cannot filter for costs the kind's listing; a usual capitalisation two requests.
     assert len(whole_kind) == 1 + math.ceil(len(state.workbooks) / 1000)
     assert len(variants) == 2 and "name%3Ain%3A" in variants[1].query, variants
