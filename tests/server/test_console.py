@@ -159,15 +159,25 @@ async def test_two_person_progress_the_requester_is_refused_and_the_trail_is_sho
 ) -> None:
     steward.policy_path = write_policy(tmp_path, TWO_PERSON)
     user, group = candidate(steward)
-    with http_server(steward, tmp_path) as server:
+    user.full_name = '<img src=x onerror="alert(1)"> Eve\u202etxt.exe'  # markup and a bidi override, from the site
+    with http_server(steward, tmp_path, STEWARD_RETRY_DEADLINE="1") as server:  # an unreachable site fails fast
         base = server.url.removesuffix("/mcp")
         async with bearer_client(server.url, MCP_TOKEN) as client:
             pending = structured(await client.call_tool("add_user_to_group", {"user": user.email, "group": group.name}))
         request_id = pending["approval"]["request_id"]
         async with browser_page(base) as page:
-            # The requester holds an admin token too, and still cannot approve its own request.
+            # While the site answers only errors, the stored preview is shown, and marked as such.
+            steward.emulator.control.inject_5xx(count=1000)
             await sign_in(page, ADMIN_TOKENS["assistant-user"])
+            steward.emulator.control.clear_faults()
             card = page.locator("article.request", has_text=request_id)
+            shown = await card.inner_text()
+            assert "stored when requested: the site could not be reached" in shown, shown
+            # Names are shown as text: the markup is not markup, the bidi override is made visible.
+            assert '<img src=x onerror="alert(1)"> Eve\\u202etxt.exe' in shown
+            assert await card.locator("img").count() == 0
+
+            # The requester holds an admin token too, and still cannot approve its own request.
             await card.get_by_label("Reason (required)").fill("mine")
             async with page.expect_response(lambda r: r.url.endswith("/approve")) as answer:
                 await card.get_by_role("button", name="Approve").click()
