@@ -194,11 +194,27 @@ async def test_two_person_progress_the_requester_is_refused_and_the_trail_is_sho
             assert "1 of 2 approvals" in await card.inner_text()
             assert membership_posts(steward, group.id) == []
 
+            # On a phone's width nothing runs off the side of the page.
+            await page.set_viewport_size({"width": 390, "height": 844})
+            assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+            await page.set_viewport_size({"width": 1100, "height": 900})
+
             await page.goto(f"/console/requests/{request_id}")
             trail = await page.inner_text("table")
             for kind in ("tool_call.intent", "approval.created", "approval.refused", "approval.approved"):
                 assert kind in trail
             assert "cannot approve it" in trail and "first of two" in trail
+
+            # The second approver denies it instead: it moves to the history, denied, with the reason.
+            await page.get_by_role("button", name="Sign out").click()
+            await page.wait_for_load_state()
+            await sign_in(page, ADMIN_TOKENS["other-analyst"])
+            await card.get_by_label("Reason (required)").fill("not this quarter")
+            await card.get_by_role("button", name="Deny").click()
+            await page.wait_for_load_state()
+            denied = page.locator("article.status-denied", has_text=request_id)
+            assert "denied by other-analyst" in await denied.inner_text()
+            assert "not this quarter" in await denied.inner_text()
             assert page.problems == [], page.problems
         async with httpx2.AsyncClient(base_url=base) as http:
             page_answer = await http.get("/console/")
