@@ -307,7 +307,11 @@ class Console:
                 return self._sign_in_page(request, "Sign in first: your session has ended.", 401)
             form = await self._form(request)
             if form is None or not session.csrf_ok(form.get("csrf")) or not self._same_origin(request):
-                log.warning("console: refused a decision without this session's CSRF token (%s)", session.principal)
+                # Possibly another site's page posting with the approver's cookie: refused and on record.
+                await self._audit("approval.refused", approval_id=request.path_params["request_id"],
+                                  actor=session.principal, action="approve" if approve else "deny",
+                                  reason="the console form carried no valid CSRF token or came from another origin",
+                                  code="csrf")
                 return await self._dashboard(
                     session, notice="Refused: the form did not carry this page's security token. Nothing was decided; "
                     "use the buttons on this page.", error=True, status=403,

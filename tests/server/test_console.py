@@ -138,6 +138,8 @@ async def test_an_approver_signs_in_sees_the_live_preview_approves_and_the_chang
             assert page.problems == [], page.problems  # no CSP violation, no script error
     assert user.id in steward.state.groups[group.id].member_ids
     assert len(membership_posts(steward, group.id)) == 1, "the approved change ran exactly once"
+    forged = [r for r in console_records(steward) if r["kind"] == "approval.refused" and r["code"] == "csrf"]
+    assert len(forged) == 2 and forged[0]["approval_id"] == request_id and forged[0]["actor"] == "site-admin"
     sign_ins = [r for r in console_records(steward) if r["kind"] == "console.sign_in"]
     assert [r["outcome"] for r in sign_ins] == ["refused", "refused", "ok"]
     assert sign_ins[2]["principal"] == "site-admin"
