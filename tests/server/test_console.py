@@ -199,6 +199,7 @@ async def test_two_person_progress_the_requester_is_refused_and_the_trail_is_sho
             # On a phone's width nothing runs off the side of the page.
             await page.set_viewport_size({"width": 390, "height": 844})
             assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+            await page.screenshot(path=str(tmp_path / "console-phone.png"), full_page=True)
             await page.set_viewport_size({"width": 1100, "height": 900})
 
             await page.goto(f"/console/requests/{request_id}")
