@@ -26,6 +26,7 @@ emulator: $(STAMP)
 	$(VENV)/bin/tableau-steward emulator
 
 test: $(STAMP)
+	sh scripts/ensure-chromium.sh
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

@@ -92,8 +92,12 @@ class CallPipeline:
                 tasks.cancel_scope.cancel()
 
     def admin_routes(self) -> list[Any]:
-        """The admin API's routes (server/governance/admin_api.py), answering once the services are up."""
-        return admin_api.admin_routes(lambda: self.services.governance if self.services else None)
+        """The admin API's routes (server/governance/admin_api.py) and the web console's (server/console),
+        answering once the services are up."""
+        from server.console.web import Console
+
+        api = admin_api.admin_routes(lambda: self.services.governance if self.services else None)
+        return api + Console(self).routes()
 
     @asynccontextmanager
     async def _admin_api(self, governance: Governance) -> AsyncIterator[None]:
@@ -110,7 +114,8 @@ class CallPipeline:
         async with listening as url:
             try:
                 admin_api.write_discovery(discovery, url)
-                log.info("admin API for approvals at %s (written to %s)", url, discovery)
+                log.info("admin API for approvals at %s (written to %s); web console at %s/", url, discovery,
+                         url.removesuffix(admin_api.PREFIX) + "/console")
             except OSError as exc:  # approvals still work with --server; tool calls need no discovery
                 log.error("admin API at %s, but %s cannot be written (%s): pass --server to the approvals CLI",
                           url, discovery, exc.strerror)

@@ -258,9 +258,12 @@ def demo_approver_token(args: argparse.Namespace) -> str:
     else:
         held, use = f"is:\n  {token}", ""
     prefix = "" if use else f"STEWARD_ADMIN_TOKEN={token} "
+    console = (f"http://{args.host}:{args.port}/console/" if args.transport == "http"
+               else "the loopback port this server logs below ('web console at ...')")
     return (
         f"The admin token of the approver '{approver}', valid for this run only, {held}\n"
-        "When the assistant's change is pending, approve it from another terminal with:\n"
+        f"Sign in with it at the web console, {console}, or, when the assistant's change is pending,\n"
+        "approve it from another terminal with:\n"
         f"  {prefix}{command} approve <request id> {where} {use}".rstrip() + "\n"
         f"  (see what waits with: {prefix}{command} list {where} {use})".replace(" )", ")")
     )

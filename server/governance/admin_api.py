@@ -83,7 +83,7 @@ def admin_routes(backend_of: Callable[[], AdminBackend | None], prefix: str = PR
         if backend is None:
             return _error(503, "the server is still starting; try again in a moment")
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        principal = backend.admin_principal(token.strip()) if scheme.lower() == "bearer" else None
+        principal = admin_principal_of(backend, token) if scheme.lower() == "bearer" else None
         if principal is None:
             return _error(
                 401,
@@ -125,7 +125,7 @@ def admin_routes(backend_of: Callable[[], AdminBackend | None], prefix: str = PR
         return _reply(found.view())
 
     def deciding(approve: bool) -> Callable[[Request], Any]:
-        async def decide(request: Request) -> Response:
+        async def decide_endpoint(request: Request) -> Response:
             auth = await authenticate(request)
             if isinstance(auth, Response):
                 return auth
@@ -133,17 +133,16 @@ def admin_routes(backend_of: Callable[[], AdminBackend | None], prefix: str = PR
             reason = await _reason(request)
             if isinstance(reason, Response):
                 return reason
-            request_id = request.path_params["request_id"]
             try:
-                decided = await _stored(
-                    backend.decide_request, principal, request_id, approve=approve, reason=reason
-                )
+                decided = await decide(backend, principal, request.path_params["request_id"], approve=approve,
+                                       reason=reason)
             except ApprovalError as exc:
-                status = 404 if exc.code == "not_found" else 403 if exc.code in ("not_approver", "self_approval") else 409
-                return _error(status, f"refused: {exc}", exc.code)
-            return decided if isinstance(decided, Response) else _reply(decided.view())
+                return _error(refusal_status(exc.code), f"refused: {exc}", exc.code)
+            except AuditUnavailable as exc:
+                return _unavailable(exc)
+            return _reply(decided.view())
 
-        return decide
+        return decide_endpoint
 
     return [
         Route(f"{prefix}/whoami", whoami, methods=["GET"]),
@@ -167,9 +166,48 @@ async def _reason(request: Request) -> str | None | Response:
     if not isinstance(data, dict) or set(data) - {"reason"}:
         return _error(400, 'the body may only hold "reason"', "bad_request")
     reason = data.get("reason")
-    if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON):
+    if reason is not None and not isinstance(reason, str):
         return _error(400, f"reason must be text of at most {MAX_REASON} characters", "bad_request")
     return reason
+
+
+# -- the one decision path (this API and the web console; the CLI calls this API) -----------------------------
+
+
+def admin_principal_of(backend: AdminBackend, token: str) -> str | None:
+    """The principal of an admin token (`audience: admin`); None for an MCP token, an unknown one or none."""
+    token = token.strip()
+    return backend.admin_principal(token) if token else None
+
+
+async def decide(
+    backend: AdminBackend, principal: str, request_id: str, *, approve: bool, reason: str | None
+) -> ApprovalRequest:
+    """Approve or deny `request_id` as `principal` (an admin token's principal, never a typed name).
+
+    Every decision goes through here, whichever door it came in by: the store then refuses the requester,
+    non-approvers, a second approval by the same approver and anything not pending, and records each refusal.
+    Raises ApprovalError (refused) or AuditUnavailable (nothing was recorded).
+    """
+    if reason is not None and len(reason) > MAX_REASON:
+        raise ApprovalError("bad_request", f"reason must be text of at most {MAX_REASON} characters")
+    return await anyio.to_thread.run_sync(
+        lambda: backend.decide_request(principal, request_id, approve=approve, reason=reason)
+    )
+
+
+def refusal_status(code: str) -> int:
+    """The HTTP status of a refused decision (ApprovalError.code)."""
+    if code == "not_found":
+        return 404
+    if code in ("not_approver", "self_approval"):
+        return 403
+    return 400 if code == "bad_request" else 409
+
+
+def _unavailable(exc: AuditUnavailable) -> Response:
+    log.error("admin API: the audit store is unavailable: %s", exc)
+    return _error(503, "the audit store cannot be used right now; nothing was recorded", "unavailable")
 
 
 async def _stored(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -177,8 +215,7 @@ async def _stored(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     try:
         return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
     except AuditUnavailable as exc:
-        log.error("admin API: the audit store is unavailable: %s", exc)
-        return _error(503, "the audit store cannot be used right now; nothing was recorded", "unavailable")
+        return _unavailable(exc)
 
 
 # -- the stdio-mode listener and the discovery file ----------------------------------------------------------

@@ -75,6 +75,9 @@ RECORD_KINDS: Mapping[str, frozenset[str]] = {
     "approval.executed": frozenset({"approval_id"}),
     "approval.failed": frozenset({"approval_id"}),
     "policy.loaded": frozenset({"policy_hash"}),
+    # The web console (server/console): sign-ins that succeed or fail (never with the token), sign-outs.
+    "console.sign_in": frozenset({"outcome"}),
+    "console.sign_out": frozenset({"principal"}),
 }
 OUTCOME_STATUSES = frozenset({"ok", "error", "denied", "pending_approval", "cancelled"})
 MAX_TEXT = 2000  # result summaries and error messages are cut to this many characters
@@ -729,6 +732,26 @@ class AuditLog:
             params += (limit,)
         with self._lock:
             return [AuditRecord.from_row(b, h) for b, h in self._read(sql, params).fetchall()]
+
+    def records_for_approval(
+        self, approval_id: str, call_ids: Iterable[str] = (), limit: int = 200
+    ) -> tuple[list[AuditRecord], int]:
+        """One approval request's trail, oldest first (at most `limit`, with the total): the records naming it
+        (`approval_id`) and every record of the calls that made and ran it (`call_ids` and the call ids of the
+        records naming it: intents, decisions, outcomes and their Tableau requests)."""
+        named = "json_extract(body, '$.approval_id') = ?"
+        with self._lock:
+            calls = set(call_ids) | {
+                row[0]
+                for row in self._read(f"SELECT json_extract(body, '$.call_id') FROM audit_log WHERE {named}", (approval_id,))
+                if row[0]
+            }
+            marks = ",".join("?" * len(calls))
+            where = f"{named} OR json_extract(body, '$.call_id') IN ({marks})" if calls else named
+            params = (approval_id, *sorted(calls))
+            total = self._read(f"SELECT COUNT(*) FROM audit_log WHERE {where}", params).fetchone()[0]
+            rows = self._read(f"SELECT body, hash FROM audit_log WHERE {where} ORDER BY seq LIMIT ?", (*params, limit))
+            return [AuditRecord.from_row(b, h) for b, h in rows.fetchall()], total
 
     def tail(self, n: int = 20) -> list[AuditRecord]:
         """The last `n` records, oldest first."""
