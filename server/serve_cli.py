@@ -98,7 +98,7 @@ def _serve(settings, args: argparse.Namespace) -> int:
         )
         # The key and the store, checked before serving: a missing key or a store sealed with another key
         # stops the server here with what to do, not in the middle of the MCP handshake.
-        AuditLog.open(policy.audit_path, key=signing_key_for(policy)).close()
+        AuditLog.open(policy.audit_store, key=signing_key_for(policy)).close()
     except (PolicyError, AuditUnavailable) as exc:
         print(f"tableau-steward: {exc}", file=sys.stderr)
         return 2
