@@ -388,6 +388,15 @@ class ApprovalStore:
             requests = [r for r in (self._load(conn, i) for i in ids) if r is not None]
         return [r for r in requests if status is None or r.status == status]
 
+    def count_pending(self) -> int:
+        """How many requests wait for a decision (live ones: a lapsed request no longer waits)."""
+        if self._absent:
+            return 0
+        with self.audit._lock, _reading(self.audit):
+            return int(self.audit.conn.execute(
+                "SELECT count(*) FROM approval_requests WHERE status = 'pending' AND expires_at > ?", (self.clock(),)
+            ).fetchone()[0])
+
     def integrity_problems(self) -> builtins.list[tuple[str, tuple[str, ...]]]:
         """Every stored request whose record or decisions do not match their seals, with what is wrong
         (`audit verify` reports them). The server never runs such a request."""

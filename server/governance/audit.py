@@ -324,6 +324,7 @@ class AuditLog:
         self._pid = 0
         self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the file this process opened
         self._last_written: tuple[int, str] | None = None  # (seq, hash) of this process's last append
+        self.commit_observer: Callable[[float], None] | None = None  # told each write's seconds (metrics)
         self.schema_version = SCHEMA_VERSION
         self._stale: list[
             sqlite3.Connection
@@ -608,11 +609,14 @@ class AuditLog:
                 self._lost_connection()
                 raise AuditUnavailable(f"cannot write the audit store {self.path}: {exc}") from None
             tx = _Tx(self, conn)
+            started = time.perf_counter()
             try:
                 yield tx
                 conn.execute("COMMIT")
                 if tx.last is not None:
                     self._last_written = tx.last
+                if self.commit_observer is not None:
+                    self.commit_observer(time.perf_counter() - started)
             except BaseException as exc:
                 try:
                     conn.execute("ROLLBACK")
