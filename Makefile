@@ -23,7 +23,9 @@ demo: $(STAMP)
 emulator: $(STAMP)
 	$(VENV)/bin/tableau-steward emulator
 
+# The store suites run on SQLite and on a throwaway PostgreSQL cluster: install PostgreSQL when missing.
 test: $(STAMP)
+	bash scripts/ensure-postgres
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
