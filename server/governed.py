@@ -43,6 +43,7 @@ from server.toolkit import ToolSpec
 __all__ = ["AuditUnavailable", "Governance", "PolicyError", "signing_key_for"]
 
 log = logging.getLogger(__name__)
+RESULT_RETRY_SECONDS = 300.0  # how long an approved request's result waits for an unreachable store
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -449,7 +450,18 @@ class Governance:
         return self.approvals.deny(request_id, approver, reason or "", self.policy)
 
     def finish_approval(self, request_id: str, *, ok: bool, result: str) -> None:
-        self.approvals.record_result(request_id, ok, result)
+        """Record how a claimed request ended. While the store is away this waits for it (up to
+        RESULT_RETRY_SECONDS): a claimed request never runs again, so its result must not be lost."""
+        deadline = time.monotonic() + RESULT_RETRY_SECONDS
+        while True:
+            try:
+                self.approvals.record_result(request_id, ok, result)
+                return
+            except AuditUnavailable as exc:
+                if time.monotonic() >= deadline:
+                    raise
+                log.warning("cannot record the result of %s yet (%s); retrying", request_id, exc.public_reason)
+                time.sleep(1.0)
 
     def get_request(self, request_id: str) -> ApprovalRequest | None:
         return self.approvals.get(request_id)

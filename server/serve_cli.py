@@ -44,6 +44,12 @@ def _transport_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="Serve HTTP without bearer tokens; allowed on loopback only, as the local principal.",
     )
+    parser.add_argument(
+        "--stateless-http",
+        action="store_true",
+        help="No MCP sessions: every HTTP request stands alone, so replicas behind one URL need no session "
+        "affinity (progress notifications are dropped; see docs/DEPLOY.md).",
+    )
     parser.add_argument("--log-level", default=os.environ.get("STEWARD_LOG_LEVEL", "INFO"))
 
 
@@ -108,7 +114,8 @@ def _serve(settings, args: argparse.Namespace) -> int:
         mcp.run("stdio")
     else:
         log.info("serving MCP over streamable HTTP at http://%s:%d/mcp", args.host, args.port)
-        mcp.run("streamable-http", host=args.host, port=args.port, streamable_http_path="/mcp")
+        mcp.run("streamable-http", host=args.host, port=args.port, streamable_http_path="/mcp",
+                stateless_http=getattr(args, "stateless_http", False))
     return 0
 
 
