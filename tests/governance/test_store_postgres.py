@@ -69,3 +69,21 @@ def test_a_password_never_reaches_messages() -> None:
     with pytest.raises(AuditUnavailable) as refused:
         AuditLog.open("postgresql://steward:hunter2@127.0.0.1:1/audit")
     assert "hunter2" not in str(refused.value) and "***" in str(refused.value)
+
+
+def test_the_audit_cli_works_on_a_database_url(postgres_cluster, tmp_path, capsys) -> None:
+    from server.cli import main as cli_main
+
+    url = postgres_cluster.new_database()
+    log = AuditLog.open(url)
+    fill(log, 3)
+    assert cli_main(["audit", "verify", "--store", url]) == 0
+    assert cli_main(["audit", "anchor", "--store", url]) == 0
+    anchor = capsys.readouterr().out.strip().splitlines()[-1]
+    fill(log, 1, "later")
+    assert cli_main(["audit", "verify", "--store", url, "--expect-head", anchor]) == 0
+    assert cli_main(["audit", "tail", "--store", url, "-n", "2"]) == 0
+    assert "later0" in capsys.readouterr().out
+    exported = tmp_path / "audit.jsonl"
+    assert cli_main(["audit", "export", "--store", url, "-o", str(exported)]) == 0
+    assert len(exported.read_text().splitlines()) == 4

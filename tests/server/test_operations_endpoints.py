@@ -11,9 +11,10 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from tests.server.conftest import Steward, structured
+from server.governance.admin_api import discovery_path, read_discovery
+from tests.server.conftest import Steward, structured, write_policy
 from tests.server.test_admin_api import MCP_TOKEN, http_server, policy_with_an_mcp_token
-from tests.server.test_governance_flow import candidate
+from tests.server.test_governance_flow import GATED_POLICY, candidate
 from tests.server.test_transports import bearer_client
 
 pytestmark = pytest.mark.anyio
@@ -58,3 +59,15 @@ async def test_health_readiness_and_metrics_over_http(steward: Steward, tmp_path
     assert sample(metrics, "steward_tableau_rate_limited_total") == 0
     for leaked in (SECRETISH, "s3cr3t", MCP_TOKEN, user.email, group.name):
         assert leaked not in metrics
+
+
+async def test_in_stdio_mode_they_answer_on_the_admin_listener(steward: Steward, tmp_path: Path) -> None:
+    steward.policy_path = write_policy(tmp_path, GATED_POLICY.format(ttl="1h"))
+    async with steward.client() as client, httpx2.AsyncClient() as http:
+        base = read_discovery(discovery_path(tmp_path / "audit.sqlite")).removesuffix("/admin")
+        assert structured(await client.call_tool("list_groups", {"limit": 1}))["total"] > 0
+        ready = await http.get(base + "/readyz")
+        metrics = (await http.get(base + "/metrics")).text
+        assert (await http.get(base + "/healthz")).status_code == 200
+    assert ready.status_code == 200 and ready.json()["ready"] is True, ready.text
+    assert sample(metrics, 'steward_tool_calls_total{outcome="ok",tool="list_groups"}') == 1
