@@ -19,6 +19,7 @@ MODULES: tuple[str, ...] = (
     "tool_latency",
     "policy_yaml",
     "approval_claim",
+    "approval_wakeup",
 )
 
 

@@ -63,13 +63,17 @@ class Cluster:
         """Stop the server at once (connections are cut, as when the database host dies)."""
         self.pg_ctl("stop", "-m", "immediate")
 
+    durable: bool = False  # fsync on (benchmarks); the tests run without it
+
     def start(self) -> None:
-        opts = f"-c listen_addresses='' -c unix_socket_directories={self.socket_dir} -c port={PORT} -c fsync=off"
+        opts = f"-c listen_addresses='' -c unix_socket_directories={self.socket_dir} -c port={PORT}"
+        opts += "" if self.durable else " -c fsync=off"
         self.pg_ctl("start", "-l", str(self.socket_dir / "server.log"), "-o", opts)
 
 
 @contextmanager
-def running_cluster() -> Iterator[Cluster]:
+def running_cluster(durable: bool = False) -> Iterator[Cluster]:
+    """A cluster for the block; `durable` keeps fsync on (as in production) instead of off (tests)."""
     bin_dir = _bin_dir()
     root = Path(tempfile.mkdtemp(prefix="steward-pg-"))
     root.chmod(0o755)
@@ -84,7 +88,7 @@ def running_cluster() -> Iterator[Cluster]:
         )
         if proc.returncode != 0:
             raise RuntimeError(f"initdb failed: {proc.stderr.strip() or proc.stdout.strip()}")
-        cluster = Cluster(root, bin_dir, data, user)
+        cluster = Cluster(root, bin_dir, data, user, durable)
         try:
             cluster.start()
         except subprocess.CalledProcessError as exc:
