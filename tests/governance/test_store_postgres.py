@@ -87,3 +87,19 @@ def test_the_audit_cli_works_on_a_database_url(postgres_cluster, tmp_path, capsy
     exported = tmp_path / "audit.jsonl"
     assert cli_main(["audit", "export", "--store", url, "-o", str(exported)]) == 0
     assert len(exported.read_text().splitlines()) == 4
+
+
+def test_the_policy_or_the_environment_names_the_database(monkeypatch: pytest.MonkeyPatch) -> None:
+    from server.governance.policy import STORE_URL_ENV, PolicyError
+
+    monkeypatch.delenv(STORE_URL_ENV, raising=False)
+    in_file = parse_policy(RICH_POLICY.replace("audit:\n", "audit:\n  url: postgresql://steward@db/audit\n"))
+    assert in_file.audit_store == "postgresql://steward@db/audit"
+    assert parse_policy(RICH_POLICY).audit_store == parse_policy(RICH_POLICY).audit_path  # SQLite by default
+    monkeypatch.setenv(STORE_URL_ENV, "postgresql://steward@other/audit")
+    assert in_file.audit_store == "postgresql://steward@other/audit"  # the environment wins
+    with pytest.raises(PolicyError, match="must start with postgresql://"):
+        parse_policy(RICH_POLICY.replace("audit:\n", "audit:\n  url: mysql://db/audit\n"))
+    monkeypatch.setenv(STORE_URL_ENV, "sqlite:///tmp/x")
+    with pytest.raises(PolicyError, match=f"{STORE_URL_ENV}: the audit store URL must start with postgresql://"):
+        in_file.audit_store  # noqa: B018
