@@ -17,13 +17,15 @@ import itertools
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import anyio
 import httpx2
 import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 
 from emulator.testing import add_admin_pat
 from server.governance.audit import AuditLog
@@ -31,7 +33,7 @@ from tests.server.conftest import Steward, error_text, structured
 from tests.server.test_admin_api import MCP_TOKEN, policy_with_an_mcp_token
 from tests.server.test_governance_flow import ADMIN_TOKENS
 from tests.server.test_operations_endpoints import sample
-from tests.server.test_transports import REPO, bearer_client, cli_env, free_port, stop, wait_for_port
+from tests.server.test_transports import REPO, cli_env, free_port, stop, wait_for_port
 
 pytestmark = pytest.mark.anyio
 
@@ -111,6 +113,18 @@ def replicas(steward: Steward, tmp_path: Path, store_url: str) -> Iterator[list[
             stop(proc)
 
 
+@contextlib.asynccontextmanager
+async def balanced_client(url: str) -> AsyncIterator[Client]:
+    """An MCP client that opens a new connection per request: each lands on the next replica, and none is
+    reused after a replica closed it as idle (a race a TCP balancer passes on)."""
+    async with (
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {MCP_TOKEN}"}, timeout=httpx2.Timeout(30.0, read=120.0),
+                           limits=httpx2.Limits(max_keepalive_connections=0)) as http,
+        Client(streamable_http_client(url, http_client=http)) as client,
+    ):
+        yield client
+
+
 def eligible_pairs(steward: Steward) -> list[tuple[str, str, str]]:
     """(user email, group name, group id) pairs the policy gates (not admin groups), user not yet a member."""
     groups = [g for g in steward.state.groups.values()
@@ -163,7 +177,7 @@ async def test_three_replicas_on_one_postgres_store(steward: Steward, tmp_path: 
 
     with replicas(steward, tmp_path, store_url) as ports, round_robin(ports) as port:
         base = f"http://127.0.0.1:{port}"
-        async with bearer_client(f"{base}/mcp", MCP_TOKEN) as client, httpx2.AsyncClient(timeout=30) as http:
+        async with balanced_client(f"{base}/mcp") as client, httpx2.AsyncClient(timeout=30) as http:
             request_ids = []
             for email, group, _gid, _uid in pairs:
                 pending = structured(await client.call_tool("add_user_to_group", {"user": email, "group": group}))
