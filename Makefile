@@ -25,8 +25,10 @@ demo: $(STAMP)
 emulator: $(STAMP)
 	$(VENV)/bin/tableau-steward emulator
 
+# The store suites run on SQLite and on a throwaway PostgreSQL cluster: install PostgreSQL when missing.
 test: $(STAMP)
 	sh scripts/ensure-chromium.sh
+	bash scripts/ensure-postgres
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

@@ -21,6 +21,7 @@ MODULES: tuple[str, ...] = (
     "policy_yaml",
     "approval_claim",
     "large_pages",
+    "approval_wakeup",
 )
 
 

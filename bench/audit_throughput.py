@@ -13,6 +13,9 @@ Measures, for synchronous=FULL (every commit fsyncs the WAL: survives power loss
 
 Every run starts from a fresh store in --dir (default: a temporary directory on the same disk as /tmp),
 and the chain is verified after each run. The numbers depend on the disk's fsync latency.
+
+With --postgres the same runs also go to a throwaway local PostgreSQL cluster (fsync on, Unix socket, a
+fresh database per run; tests/postgres_cluster.py), with synchronous_commit on (FULL) and off (NORMAL).
 """
 
 from __future__ import annotations
@@ -31,8 +34,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from server.governance.audit import AuditLog
+from server.governance.audit import AuditLog, is_database_url
 
 SECTION_START = "<!-- bench.audit_throughput:start -->"
 SECTION_END = "<!-- bench.audit_throughput:end -->"
@@ -51,7 +55,10 @@ def _intent(log: AuditLog, i: int, tag: str = "t") -> None:
     )
 
 
-def _fresh(directory: Path, name: str, synchronous: str) -> AuditLog:
+def _fresh(directory: Path | Any, name: str, synchronous: str) -> AuditLog:
+    """A new, empty store: a SQLite file in `directory`, or a new database when it is a PostgreSQL cluster."""
+    if not isinstance(directory, Path):
+        return AuditLog.open(directory.new_database(), synchronous=synchronous)
     path = directory / f"{name}-{synchronous}.sqlite"
     for p in directory.glob(path.name + "*"):
         p.unlink()
@@ -96,7 +103,7 @@ def threads(directory: Path, synchronous: str, n: int, count: int = 4) -> float:
 
 
 def _process_worker(path: str, synchronous: str, per: int, tag: str, start: object) -> None:
-    log = AuditLog.open(Path(path), synchronous=synchronous)
+    log = AuditLog.open(path if is_database_url(path) else Path(path), synchronous=synchronous)
     start.wait(60)  # type: ignore[attr-defined]
     for i in range(per):
         _intent(log, i, tag)
@@ -109,7 +116,7 @@ def processes(directory: Path, synchronous: str, n: int, count: int = 2, settle:
     ctx = multiprocessing.get_context("spawn")
     start = ctx.Event()
     procs = [
-        ctx.Process(target=_process_worker, args=(str(log.path), synchronous, per, f"p{k}-", start))
+        ctx.Process(target=_process_worker, args=(getattr(log, "url", str(log.path)), synchronous, per, f"p{k}-", start))
         for k in range(count)
     ]
     for p in procs:
@@ -153,14 +160,19 @@ def verify_rate(directory: Path, n: int) -> float:
     return n / elapsed
 
 
-def run(directory: Path, records: int, pairs: int, settle: float = 1.0) -> dict[str, object]:
+def run(directory: Path, records: int, pairs: int, settle: float = 1.0, postgres: Any = None) -> dict[str, object]:
+    """Every measurement per store and mode; keys are `<measure>_<mode>` for SQLite, `pg_<measure>_<mode>`
+    for PostgreSQL (the backends alternate mode by mode, so both see the same machine load)."""
     results: dict[str, object] = {}
+    stores = [("", directory)] + ([("pg_", postgres)] if postgres is not None else [])
     for mode in ("full", "normal"):
-        results[f"single_{mode}"] = single_thread(directory, mode, records)
-        results[f"threads_{mode}"] = threads(directory, mode, records)
-        results[f"procs_{mode}"] = processes(directory, mode, records, settle=settle)
-        results[f"pair_{mode}"] = pair_cost(directory, mode, pairs)
-    results["verify"] = verify_rate(directory, 5 * records)
+        for prefix, store in stores:
+            results[f"{prefix}single_{mode}"] = single_thread(store, mode, records)
+            results[f"{prefix}threads_{mode}"] = threads(store, mode, records)
+            results[f"{prefix}procs_{mode}"] = processes(store, mode, records, settle=settle)
+            results[f"{prefix}pair_{mode}"] = pair_cost(store, mode, pairs)
+    for prefix, store in stores:
+        results[f"{prefix}verify"] = verify_rate(store, 5 * records)
     return results
 
 
@@ -172,13 +184,27 @@ def markdown(results: dict[str, object], records: int, pairs: int, directory: Pa
         median, p95 = results[key]  # type: ignore[misc]
         return f"{median:,.0f} µs (p95 {p95:,.0f} µs)"
 
+    pg = "pg_verify" in results
+    postgres_version = results.get("pg_version", "")
+
+    def row(label: str, key: str, cell: Any) -> str:
+        cells = [cell(f"{key}_full"), cell(f"{key}_normal")]
+        if pg:
+            cells += [cell(f"pg_{key}_full"), cell(f"pg_{key}_normal")]
+        return f"| {label} | " + " | ".join(cells) + " |"
+
+    header = "| | SQLite synchronous=FULL (default: fsync per record) | SQLite synchronous=NORMAL |"
+    if pg:
+        header += " PostgreSQL synchronous_commit=on (FULL) | PostgreSQL synchronous_commit=off (NORMAL) |"
+    flag = " --postgres" if pg else ""
+
     return "\n".join(
         [
             SECTION_START,
             "## Audit log throughput (`bench/audit_throughput.py`)",
             "",
             (
-                f"Command: `.venv/bin/python -m bench.audit_throughput --records {records} --pairs {pairs}"
+                f"Command: `.venv/bin/python -m bench.audit_throughput --records {records} --pairs {pairs}{flag}"
                 " --update BENCHMARKS.md`"
             ),
             "",
@@ -186,16 +212,19 @@ def markdown(results: dict[str, object], records: int, pairs: int, directory: Pa
                 f"Machine: {os.cpu_count()} CPUs, Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, "
                 f"store in `{directory}` ({time.strftime('%Y-%m-%d')}). One transaction per record (BEGIN IMMEDIATE), "
                 "WAL mode; the chain is verified after every run."
+                + (f" PostgreSQL {postgres_version}: a local cluster on the same disk, fsync on, reached over a Unix "
+                   "socket; each record one transaction under the store's advisory lock." if pg else "")
             ),
             "",
-            "| | synchronous=FULL (default: fsync per record) | synchronous=NORMAL |",
-            "|---|---|---|",
-            f"| 1 thread, records/s | {rate('single_full')} | {rate('single_normal')} |",
-            f"| 4 threads, one process, records/s | {rate('threads_full')} | {rate('threads_normal')} |",
-            f"| 2 processes, records/s | {rate('procs_full')} | {rate('procs_normal')} |",
-            f"| one intent+outcome pair, median | {pair('pair_full')} | {pair('pair_normal')} |",
+            header,
+            "|---|---|---|" + ("---|---|" if pg else ""),
+            row("1 thread, records/s", "single", rate),
+            row("4 threads, one process, records/s", "threads", rate),
+            row("2 processes, records/s", "procs", rate),
+            row("one intent+outcome pair, median (the audit part of a call's governance overhead)", "pair", pair),
             "",
-            f"`verify()` walks {rate('verify')} records/s.",
+            f"`verify()` walks {rate('verify')} records/s on SQLite"
+            + (f", {rate('pg_verify')} on PostgreSQL." if pg else "."),
             "",
             (
                 "Reading: appends are serialised by design (threads share one connection behind a lock, processes "
@@ -204,6 +233,11 @@ def markdown(results: dict[str, object], records: int, pairs: int, directory: Pa
                 "outcome after). NORMAL drops the fsync from the commit (the WAL is synced at checkpoints): a process "
                 "crash loses nothing, a power cut may lose the last commits. Choose with `audit.synchronous` in the "
                 "policy; the shipped default is `full`."
+                + (" PostgreSQL serialises appends the same way (an advisory lock held to commit, across every "
+                   "replica), and each record adds client-server round trips to the fsync, so one embedded SQLite "
+                   "store is faster on one machine: choose PostgreSQL to share one store between replicas, not for "
+                   "speed. `synchronous: normal` maps to `synchronous_commit = off` there (a crash of the database "
+                   "may lose the last commits, never corrupt the chain)." if pg else "")
             ),
             SECTION_END,
             "",
@@ -211,12 +245,13 @@ def markdown(results: dict[str, object], records: int, pairs: int, directory: Pa
     )
 
 
-def update(path: Path, section: str) -> None:
-    """Replace this benchmark's section in `path`, or append it; other sections are left untouched."""
+def update(path: Path, section: str, start: str = SECTION_START, end: str = SECTION_END) -> None:
+    """Replace a benchmark's section (between `start` and `end`) in `path`, or append it; other sections
+    are left untouched."""
     text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    if SECTION_START in text and SECTION_END in text:
-        head, rest = text.split(SECTION_START, 1)
-        tail = rest.split(SECTION_END, 1)[1].lstrip("\n")
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        tail = rest.split(end, 1)[1].lstrip("\n")
         text = head + section + tail
     else:
         text = text.rstrip("\n") + "\n\n" + section
@@ -237,6 +272,24 @@ def _throwaway_key() -> Iterator[None]:
         os.environ.pop("STEWARD_SIGNING_KEY", None)
 
 
+@contextmanager
+def _postgres(wanted: bool) -> Iterator[Any]:
+    if not wanted:
+        yield None
+        return
+    from tests.postgres_cluster import running_cluster
+
+    with running_cluster(durable=True) as cluster:
+        yield cluster
+
+
+def _server_version(cluster: Any) -> str:
+    import psycopg
+
+    with psycopg.connect(cluster.url()) as conn:
+        return str(conn.execute("SHOW server_version").fetchone()[0]).split()[0]
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(
@@ -251,11 +304,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--update", metavar="FILE", help="write the results into this markdown file's section"
     )
+    parser.add_argument(
+        "--postgres", action="store_true", help="also measure a throwaway local PostgreSQL cluster (fsync on)"
+    )
     args, _unknown = parser.parse_known_args(argv)  # `python -m bench` passes everyone's options to everyone
     with tempfile.TemporaryDirectory(prefix="steward-audit-bench-") as tmp, _throwaway_key():
         directory = Path(args.dir) if args.dir else Path(tmp)
         directory.mkdir(parents=True, exist_ok=True)
-        results = run(directory, args.records, args.pairs, settle=args.settle)
+        with _postgres(args.postgres) as cluster:
+            results = run(directory, args.records, args.pairs, settle=args.settle, postgres=cluster)
+            if cluster is not None:
+                results["pg_version"] = _server_version(cluster)
     section = markdown(
         results, args.records, args.pairs, directory if args.dir else Path(tempfile.gettempdir())
     )

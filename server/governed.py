@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import anyio
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
@@ -36,11 +37,13 @@ from server.governance import (
 )
 from server.governance.keys import SigningKey, SigningKeyError, load_signing_key
 from server.governance.policy import TokenSpec, decide_read, readable
+from server.operations import Operations
 from server.toolkit import ToolSpec
 
 __all__ = ["AuditUnavailable", "Governance", "PolicyError", "signing_key_for"]
 
 log = logging.getLogger(__name__)
+RESULT_RETRY_SECONDS = 300.0  # how long an approved request's result waits for an unreachable store
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -118,6 +121,10 @@ class Governance:
         self.host = host
         self.port = port
         self._observed: set[int] = set()  # ids of the Tableau clients whose requests are audited
+        self._wakeups: Any = None  # PostgreSQL: LISTENs for approvals made by any replica
+        self.operations = Operations(tool_catalog())
+        audit.commit_observer = self.operations.audit_committed
+        self.operations.watch_pending(approvals.count_pending)
         self._principals: dict[str, str] = {}  # call id -> principal, while the call runs (for its requests)
 
     # -- construction -------------------------------------------------------------------------
@@ -153,7 +160,7 @@ class Governance:
         """Load the policy, open the store sealed with the signing key (`key`, else `signing_key_for`), and
         record `policy.loaded`. Raises PolicyError or AuditUnavailable (AuditKeyError) saying what to fix."""
         policy = cls.load(policy_path, transport=transport, no_auth=no_auth, host=host, extra_tokens=extra_tokens)
-        audit = AuditLog.open(policy.audit_path, key=key or signing_key_for(policy),
+        audit = AuditLog.open(policy.audit_store, key=key or signing_key_for(policy),
                               synchronous=policy.audit_synchronous, redact=policy.redact_names)
         governance = cls(policy, audit, ApprovalStore(audit), transport=transport, no_auth=no_auth, host=host, port=port)
         try:
@@ -164,7 +171,40 @@ class Governance:
         return governance
 
     def close(self) -> None:
+        if self._wakeups is not None:
+            self._wakeups.close()
         self.audit.close()
+
+    async def readiness(self) -> dict[str, dict[str, Any]]:
+        """/readyz: the policy in force, whether the store answers, and the Tableau session's state."""
+        session = self.operations.session.state()
+        checks: dict[str, dict[str, Any]] = {
+            "policy": {"ok": True, "hash": self.policy.hash, "mode": self.policy.mode},
+            "tableau": {"ok": session["status"] in ("signed_in", "contended"), **session},
+        }
+        try:
+            head = await anyio.to_thread.run_sync(self._store_head)
+            checks["store"] = {"ok": True, "backend": self.audit.backend, "head_seq": head}
+        except AuditUnavailable as exc:
+            checks["store"] = {"ok": False, "backend": self.audit.backend, "error": exc.public_reason}
+        return checks
+
+    def _store_head(self) -> int:
+        if not self.audit.readonly:
+            self.audit.check_present()
+        return self.audit.head()[0]
+
+    async def approval_wakeup(self, poll_seconds: float) -> None:
+        """Return when approved requests may be waiting: at once on an approval NOTIFY from any replica
+        (PostgreSQL), else after `poll_seconds` (SQLite, or a notification missed while the store was away)."""
+        if self.audit.backend != "postgresql":
+            await anyio.sleep(poll_seconds)
+            return
+        if self._wakeups is None:
+            from server.governance.audit_pg import ApprovalWakeups
+
+            self._wakeups = ApprovalWakeups(self.audit.url)
+        await anyio.to_thread.run_sync(self._wakeups.wait, poll_seconds, abandon_on_cancel=True)
 
     def mcp_auth_kwargs(self) -> dict[str, Any]:
         return http_auth_kwargs(self.policy, transport=self.transport, no_auth=self.no_auth, host=self.host, port=self.port)
@@ -299,6 +339,7 @@ class Governance:
         """`spec` is the tool, or the name a read was recorded under ('resource:site_summary')."""
         name = spec if isinstance(spec, str) else spec.name
         self._principals.pop(call_id, None)
+        self.operations.tool_call(name, status)
         try:
             self.audit.record_outcome(
                 call_id=call_id,
@@ -318,6 +359,7 @@ class Governance:
         server's own sign-in, serverInfo and sign-out)."""
         operation = getattr(event, "operation_id", None) or ""
         principal = self._principals.get(operation) or ("(server)" if operation.startswith("tableau:") else None)
+        self.operations.tableau_request(event)
         try:
             self.audit.record_tableau_request(event, principal=principal)
         except AuditUnavailable:
@@ -344,6 +386,7 @@ class Governance:
     def record_refusal(self, principal: str | None, tool: str, reason: str) -> None:
         """`tool_call.refused`: a call answered before the call path (a hidden or unknown tool, bad arguments).
         A refusal that cannot be recorded still refuses."""
+        self.operations.tool_call(tool, "refused")
         try:
             self.audit.append("tool_call.refused", principal=principal, tool=tool, reason=reason,
                               policy_hash=self.policy.hash)
@@ -407,7 +450,18 @@ class Governance:
         return self.approvals.deny(request_id, approver, reason or "", self.policy)
 
     def finish_approval(self, request_id: str, *, ok: bool, result: str) -> None:
-        self.approvals.record_result(request_id, ok, result)
+        """Record how a claimed request ended. While the store is away this waits for it (up to
+        RESULT_RETRY_SECONDS): a claimed request never runs again, so its result must not be lost."""
+        deadline = time.monotonic() + RESULT_RETRY_SECONDS
+        while True:
+            try:
+                self.approvals.record_result(request_id, ok, result)
+                return
+            except AuditUnavailable as exc:
+                if time.monotonic() >= deadline:
+                    raise
+                log.warning("cannot record the result of %s yet (%s); retrying", request_id, exc.public_reason)
+                time.sleep(1.0)
 
     def get_request(self, request_id: str) -> ApprovalRequest | None:
         return self.approvals.get(request_id)

@@ -29,6 +29,7 @@ from server.arguments import ArgumentError, parse_arguments
 from server.governance import admin_api
 from server.governance.display import escape_controls
 from server.governed import AuditUnavailable, Governance
+from server.operations import health_routes
 from server.tableau.errors import TableauError
 from server.toolkit import Progress, ToolContext, ToolFailure, ToolSpec
 
@@ -92,12 +93,14 @@ class CallPipeline:
                 tasks.cancel_scope.cancel()
 
     def admin_routes(self) -> list[Any]:
-        """The admin API's routes (server/governance/admin_api.py) and the web console's (server/console),
-        answering once the services are up."""
+        """The admin API's routes (server/governance/admin_api.py), the web console's (server/console) and the
+        operator's /healthz, /readyz and /metrics (server/operations.py), answering once the services are up."""
         from server.console.web import Console
 
-        api = admin_api.admin_routes(lambda: self.services.governance if self.services else None)
-        return api + Console(self).routes()
+        return [*admin_api.admin_routes(self._governance), *health_routes(self._governance), *Console(self).routes()]
+
+    def _governance(self) -> Governance | None:
+        return self.services.governance if self.services else None
 
     @asynccontextmanager
     async def _admin_api(self, governance: Governance) -> AsyncIterator[None]:
@@ -365,6 +368,7 @@ class CallPipeline:
             )
 
     async def _run_approved_requests_forever(self) -> None:
+        governance = self.live.governance
         while True:
             try:
                 await self.run_approved()
@@ -372,7 +376,7 @@ class CallPipeline:
                 log.warning("not running approved requests: %s", exc)
             except Exception:
                 log.exception("running approved requests failed; will try again")
-            await anyio.sleep(APPROVAL_POLL_SECONDS)
+            await governance.approval_wakeup(APPROVAL_POLL_SECONDS)  # NOTIFY on PostgreSQL, the poll on SQLite
 
 
 @asynccontextmanager

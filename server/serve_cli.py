@@ -47,6 +47,12 @@ def _transport_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="Serve HTTP without bearer tokens; allowed on loopback only, as the local principal.",
     )
+    parser.add_argument(
+        "--stateless-http",
+        action="store_true",
+        help="No MCP sessions: every HTTP request stands alone, so replicas behind one URL need no session "
+        "affinity (progress notifications are dropped; see docs/DEPLOY.md).",
+    )
     parser.add_argument("--log-level", default=os.environ.get("STEWARD_LOG_LEVEL", "INFO"))
 
 
@@ -130,7 +136,7 @@ def _serve(settings, args: argparse.Namespace) -> int:
         )
         # The key and the store, checked before serving: a missing key or a store sealed with another key
         # stops the server here with what to do, not in the middle of the MCP handshake.
-        AuditLog.open(policy.audit_path, key=signing_key_for(policy)).close()
+        AuditLog.open(policy.audit_store, key=signing_key_for(policy)).close()
     except (PolicyError, AuditUnavailable) as exc:
         print(f"tableau-steward: {exc}", file=sys.stderr)
         return 2
@@ -144,7 +150,8 @@ def _serve(settings, args: argparse.Namespace) -> int:
         mcp.run("stdio")
     else:
         log.info("serving MCP over streamable HTTP at http://%s:%d/mcp", args.host, args.port)
-        mcp.run("streamable-http", host=args.host, port=args.port, streamable_http_path="/mcp")
+        mcp.run("streamable-http", host=args.host, port=args.port, streamable_http_path="/mcp",
+                stateless_http=getattr(args, "stateless_http", False))
     return 0
 
 

@@ -115,3 +115,13 @@ def small_emulator():
 def small_server(small_emulator):
     """A TSC server signed in to `small_emulator` as its site administrator."""
     return signed_in_server(small_emulator, ADMIN_PAT)
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """One throwaway PostgreSQL cluster for the session (tests/postgres_cluster.py); a test takes a fresh
+    database from it with `postgres_cluster.new_database()`. Fails, never skips, when PostgreSQL cannot run."""
+    from tests.postgres_cluster import running_cluster
+
+    with running_cluster() as cluster:
+        yield cluster

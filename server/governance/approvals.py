@@ -39,7 +39,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from server.governance.audit import AuditLog, AuditUnavailable, _Tx
+from server.governance.audit import AuditLog, AuditUnavailable, Migration, _Tx
 from server.governance.canonical import args_digest, canonical_json, is_secret_name, scrub_text, sha256_hex
 from server.governance.keys import SigningKey, check_seal, seal
 
@@ -235,16 +235,10 @@ class ApprovalStore:
         self.clock = clock or audit.clock
         self._absent = False  # a read-only store that never held approvals
         if audit.readonly:
-            with audit._lock, _reading(audit):
-                self._absent = not audit.conn.execute(
-                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'approval_requests'"
-                ).fetchone()
+            self._absent = not audit.has_table("approval_requests")
         else:
             with audit.transaction() as tx:
-                for statement in _SCHEMA.split(";\n"):
-                    if statement.strip():
-                        tx.conn.execute(statement)
-                _add_missing_columns(tx.conn)
+                audit.migrate(tx, APPROVAL_MIGRATIONS[audit.backend])
 
     @classmethod
     def open(
@@ -394,6 +388,15 @@ class ApprovalStore:
             requests = [r for r in (self._load(conn, i) for i in ids) if r is not None]
         return [r for r in requests if status is None or r.status == status]
 
+    def count_pending(self) -> int:
+        """How many requests wait for a decision (live ones: a lapsed request no longer waits)."""
+        if self._absent:
+            return 0
+        with self.audit._lock, _reading(self.audit):
+            return int(self.audit.conn.execute(
+                "SELECT count(*) FROM approval_requests WHERE status = 'pending' AND expires_at > ?", (self.clock(),)
+            ).fetchone()[0])
+
     def integrity_problems(self) -> builtins.list[tuple[str, tuple[str, ...]]]:
         """Every stored request whose record or decisions do not match their seals, with what is wrong
         (`audit verify` reports them). The server never runs such a request."""
@@ -459,6 +462,7 @@ class ApprovalStore:
                         "UPDATE approval_requests SET status = 'approved', updated_at = ? WHERE id = ? AND status = 'pending'",
                         (now, request_id),
                     )
+                    self.audit.notify_approved(tx, request_id)
                 else:
                     tx.conn.execute(
                         "UPDATE approval_requests SET updated_at = ? WHERE id = ?", (now, request_id)
@@ -849,7 +853,11 @@ def _site_label(site: Mapping[str, Any] | None) -> str:
     return f"site '{site.get('content_url') or 'Default'}' (id {site.get('site_id')}) at {site.get('server_url')}"
 
 
-def _add_missing_columns(conn: sqlite3.Connection) -> None:
+def _sqlite_approvals_schema(conn: sqlite3.Connection) -> None:
+    """Create the tables, or bring a store made before the seals up to date (idempotent)."""
+    for statement in _SCHEMA.split(";\n"):
+        if statement.strip():
+            conn.execute(statement)
     for table, columns in _ADDED_COLUMNS.items():
         have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
         for name, decl in columns.items():
@@ -857,11 +865,30 @@ def _add_missing_columns(conn: sqlite3.Connection) -> None:
                 conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
 
 
+def _postgres_approvals_schema(conn: Any) -> None:
+    """The same tables in PostgreSQL types (timestamps as double precision: REAL is 4 bytes there)."""
+    from server.governance.audit_pg import postgres_ddl
+
+    added = {t: ", ".join(f"ADD COLUMN {n} {d}" for n, d in cols.items()) for t, cols in _ADDED_COLUMNS.items()}
+    for statement in _SCHEMA.split(";\n"):
+        if statement.strip():
+            conn.execute(postgres_ddl(statement))
+    for table, clause in added.items():
+        conn.execute(f"ALTER TABLE {table} {clause}")
+
+
+APPROVAL_MIGRATIONS: Mapping[str, tuple[Migration, ...]] = {
+    "sqlite": (Migration(100, "approval requests and sealed decisions", _sqlite_approvals_schema),),
+    "postgresql": (Migration(100, "approval requests and sealed decisions", _postgres_approvals_schema),),
+}
+
+
 @contextmanager
 def _reading(audit: AuditLog) -> Iterator[None]:
     try:
         yield
-    except sqlite3.Error as exc:
+    except audit.db_errors as exc:
+        audit._lost_connection()
         raise AuditUnavailable(f"cannot read approval requests from {audit.path}: {exc}") from None
 
 

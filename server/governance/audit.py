@@ -280,11 +280,19 @@ def verify_chain(
 class AuditLog:
     """The append-only, keyed hash-chained audit log. One instance (one connection) per process; thread-safe.
 
+    This class holds the chain logic and the SQLite backend; `server.governance.audit_pg.PostgresAuditLog`
+    overrides only the connection, locking and schema hooks (`_connect`, `_begin_write`, `_begin_snapshot`,
+    `check_present`, `has_table`, `notify_approved`) for PostgreSQL. `AuditLog.open` picks the backend
+    from the target: a ``postgresql://`` URL or a file path.
+
     `open(path)` creates the store (0600, and its directory 0700) when missing. `key` is the signing key;
     without one it is loaded as the server loads it (`load_signing_key`: $STEWARD_SIGNING_KEY or the key
     file, created on first start). `readonly=True` opens with ``mode=ro`` (CLI verify/tail/export): appends
     then raise AuditUnavailable, and a missing key only matters to `verify` and `anchor`.
     """
+
+    db_errors: tuple[type[BaseException], ...] = (sqlite3.Error,)  # what the backend's driver raises
+    backend = "sqlite"
 
     def __init__(
         self,
@@ -299,7 +307,7 @@ class AuditLog:
     ) -> None:
         if synchronous not in ("full", "normal"):
             raise ValueError("synchronous must be 'full' or 'normal'")
-        self.path = Path(path)
+        self.path: Any = self._store_label(path)
         self.readonly = readonly
         self.synchronous = synchronous
         self.redactor = Redactor(redact)
@@ -308,7 +316,7 @@ class AuditLog:
         self._key_problem = ""  # why a reader has no key (shown by `key` when verifying needs one)
         if key is None:
             try:
-                key = load_signing_key(self.path, create=not readonly)
+                key = load_signing_key(self._store_file(), create=not readonly)
             except SigningKeyError as exc:
                 if not readonly:
                     raise AuditKeyError(str(exc), "the signing key is missing or unusable") from None
@@ -319,11 +327,20 @@ class AuditLog:
         self._pid = 0
         self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the file this process opened
         self._last_written: tuple[int, str] | None = None  # (seq, hash) of this process's last append
+        self.commit_observer: Callable[[float], None] | None = None  # told each write's seconds (metrics)
         self.schema_version = SCHEMA_VERSION
         self._stale: list[
             sqlite3.Connection
         ] = []  # connections inherited through fork: never used, never closed
         self._connect()
+
+    def _store_label(self, target: Any) -> Any:
+        """How messages name the store (a file path here; a URL without its password for PostgreSQL)."""
+        return Path(target)
+
+    def _store_file(self) -> Path | None:
+        """The store's file, next to which the signing key must not live (None for a database)."""
+        return self.path
 
     @classmethod
     def open(
@@ -337,7 +354,15 @@ class AuditLog:
         busy_timeout: float = 30.0,
         clock: Callable[[], float] = time.time,
     ) -> AuditLog:
-        """Open (or create) the store at `path`. Raises AuditUnavailable when that is impossible."""
+        """Open (or create) the store at `path` (a file, or a ``postgresql://`` URL). Raises AuditUnavailable
+        when that is impossible."""
+        if cls is AuditLog and is_database_url(path):
+            from server.governance.audit_pg import PostgresAuditLog
+
+            return PostgresAuditLog(
+                str(path), key=key, readonly=readonly, synchronous=synchronous, redact=redact,
+                busy_timeout=busy_timeout, clock=clock,
+            )
         return cls(
             Path(path),
             key=key,
@@ -419,8 +444,11 @@ class AuditLog:
             columns = {row[1] for row in conn.execute("PRAGMA table_info(audit_head)")}
             if "seal" not in columns:  # an empty schema-1 store: upgrade it in place
                 conn.execute("ALTER TABLE audit_head ADD COLUMN seal TEXT")
-        for statement in _schema_statements():
-            conn.execute(statement)
+        apply_migrations(conn, SQLITE_MIGRATIONS, self.clock)
+        self._check_meta(conn, records)
+
+    def _check_meta(self, conn: Any, records: int) -> None:
+        """Record the chain format and the key id in a new store; check them in an existing one."""
         conn.execute(
             "INSERT INTO steward_meta (key, value) VALUES ('audit_schema', ?) "
             "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -511,8 +539,39 @@ class AuditLog:
             self._conn = None
         self._connect()
 
+    def has_table(self, name: str) -> bool:
+        """Whether the store has table `name` (a read-only store may predate the approvals tables)."""
+        with self._lock:
+            return self._read("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
+
+    def applied_migrations(self) -> list[tuple[int, str]]:
+        """(version, name) of every schema migration applied to this store, in order."""
+        with self._lock:
+            if not self.has_table("schema_migrations"):
+                return []
+            return [(int(v), n) for v, n in self._read("SELECT version, name FROM schema_migrations ORDER BY version")]
+
+    def migrate(self, tx: _Tx, migrations: Iterable[Migration]) -> None:
+        """Apply the migrations (of another part of the schema, e.g. approvals) this store lacks."""
+        apply_migrations(tx.conn, migrations, self.clock)
+
+    def notify_approved(self, tx: _Tx, request_id: str) -> None:
+        """Tell other replicas, at commit, that `request_id` became approved (PostgreSQL NOTIFY); SQLite
+        replicas find it by polling."""
+
+    def _begin_write(self, conn: Any) -> None:
+        """Start a write transaction that serialises with every other writer of the store."""
+        conn.execute("BEGIN IMMEDIATE")
+
+    def _begin_snapshot(self, conn: Any) -> None:
+        """Start a read transaction: one consistent snapshot."""
+        conn.execute("BEGIN")
+
+    def _lost_connection(self) -> None:
+        """A driver error happened; a backend whose connection can break (a server) drops it here."""
+
     @property
-    def conn(self) -> sqlite3.Connection:
+    def conn(self) -> Any:
         """This process's connection (re-opened after a fork). Hold `self._lock` while using it."""
         if self._conn is None or self._pid != os.getpid():
             if self._conn is not None:
@@ -548,21 +607,26 @@ class AuditLog:
                 self.check_present()
             try:
                 conn = self.conn
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
+                self._begin_write(conn)
+            except self.db_errors as exc:
+                self._lost_connection()
                 raise AuditUnavailable(f"cannot write the audit store {self.path}: {exc}") from None
             tx = _Tx(self, conn)
+            started = time.perf_counter()
             try:
                 yield tx
                 conn.execute("COMMIT")
                 if tx.last is not None:
                     self._last_written = tx.last
+                if self.commit_observer is not None:
+                    self.commit_observer(time.perf_counter() - started)
             except BaseException as exc:
                 try:
                     conn.execute("ROLLBACK")
-                except sqlite3.Error:
+                except self.db_errors:
                     pass
-                if isinstance(exc, sqlite3.Error):
+                if isinstance(exc, self.db_errors):
+                    self._lost_connection()
                     raise AuditUnavailable(f"cannot write the audit store {self.path}: {exc}") from None
                 raise
 
@@ -665,13 +729,14 @@ class AuditLog:
             row = self._read("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
         return (row[0], row[1]) if row else (0, GENESIS_HASH)
 
-    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
         try:
             return self.conn.execute(sql, params)
-        except sqlite3.Error as exc:
+        except self.db_errors as exc:
+            self._lost_connection()
             raise AuditUnavailable(f"cannot read the audit store {self.path}: {exc}") from None
 
-    def _check_verifiable(self, conn: sqlite3.Connection) -> None:
+    def _check_verifiable(self, conn: Any) -> None:
         if self.schema_version < SCHEMA_VERSION:
             raise AuditUnavailable(
                 f"the audit store {self.path} is in the old unkeyed format (schema {self.schema_version}): it has "
@@ -703,13 +768,14 @@ class AuditLog:
         with self._lock:
             conn = self.conn
             try:
-                conn.execute("BEGIN")  # one consistent snapshot for rows and head
+                self._begin_snapshot(conn)  # one consistent snapshot for rows and head
                 self._check_verifiable(conn)
                 head_row = conn.execute("SELECT seq, hash, seal FROM audit_head WHERE id = 1").fetchone()
                 rows = conn.execute("SELECT seq, body, hash FROM audit_log ORDER BY seq")
                 head = (head_row[0], head_row[1], head_row[2]) if head_row else None
                 return verify_chain(rows, head, self.key, expect)
-            except sqlite3.Error as exc:
+            except self.db_errors as exc:
+                self._lost_connection()
                 raise AuditUnavailable(f"cannot read the audit store {self.path}: {exc}") from None
             finally:
                 if conn.in_transaction:
@@ -795,7 +861,7 @@ class AuditLog:
 class _Tx:
     """An open write transaction on the audit store (see AuditLog.transaction)."""
 
-    def __init__(self, log_: AuditLog, conn: sqlite3.Connection) -> None:
+    def __init__(self, log_: AuditLog, conn: Any) -> None:
         self.log, self.conn = log_, conn
         self.last: tuple[int, str] | None = None  # the last record appended in this transaction
 
@@ -830,6 +896,54 @@ def _cut(text: str | None) -> str | None:
         return None
     text = scrub_text(str(text))
     return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 3] + "..."
+
+
+def is_database_url(target: object) -> bool:
+    """Whether a store target names a PostgreSQL database rather than a SQLite file."""
+    return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One numbered step of a store's schema. `apply` runs inside the opening write transaction; SQLite's
+    steps are idempotent, so a store made before migrations were recorded is brought up to date by them."""
+
+    version: int
+    name: str
+    apply: Callable[[Any], None]
+
+
+MIGRATIONS_TABLE = (
+    "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+    "applied_at TEXT NOT NULL)"
+)
+
+
+def apply_migrations(conn: Any, migrations: Iterable[Migration], clock: Callable[[], float] = time.time) -> list[int]:
+    """Apply, in order, each migration the store has not recorded in `schema_migrations`; returns their
+    versions. Runs inside the caller's write transaction, so two processes never apply one step twice."""
+    conn.execute(MIGRATIONS_TABLE)
+    done = {int(row[0]) for row in conn.execute("SELECT version FROM schema_migrations").fetchall()}
+    applied = []
+    for migration in sorted(migrations, key=lambda m: m.version):
+        if migration.version in done:
+            continue
+        migration.apply(conn)
+        conn.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+            (migration.version, migration.name, utc_now_iso(clock)),
+        )
+        applied.append(migration.version)
+    return applied
+
+
+def _sqlite_audit_schema(conn: Any) -> None:
+    for statement in _schema_statements():
+        conn.execute(statement)
+
+
+# Versions 1..99 are the audit log's, 100.. the approvals' (server/governance/approvals.py).
+SQLITE_MIGRATIONS = (Migration(1, "audit log, sealed head, meta, append-only triggers", _sqlite_audit_schema),)
 
 
 def _schema_statements() -> list[str]:

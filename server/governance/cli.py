@@ -66,7 +66,7 @@ def _policy_option(parser: argparse.ArgumentParser) -> None:
 
 def _store_options(parser: argparse.ArgumentParser) -> None:
     _policy_option(parser)
-    parser.add_argument("--store", help="The audit store (SQLite) to use instead of the policy's audit.path.")
+    parser.add_argument("--store", help="The audit store to use instead of the policy's: a SQLite file or a postgresql:// URL.")
 
 
 def _register_policy(subparsers: argparse._SubParsersAction) -> None:
@@ -164,7 +164,7 @@ def _open_log(args: argparse.Namespace, *, readonly: bool) -> AuditLog:
         return AuditLog.open(args.store, readonly=readonly)
     policy = _load(args.policy)
     return AuditLog.open(
-        policy.audit_path, readonly=readonly, synchronous=policy.audit_synchronous, redact=policy.redact_names
+        policy.audit_store, readonly=readonly, synchronous=policy.audit_synchronous, redact=policy.redact_names
     )
 
 

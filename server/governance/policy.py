@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import difflib
 import hmac
+import os
 import re
 import types
 from collections.abc import Iterable, Mapping
@@ -47,7 +48,7 @@ from types import MappingProxyType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from server.governance import safe_yaml
 from server.governance.canonical import canonical_json, sha256_hex
@@ -77,6 +78,7 @@ __all__ = [
 Effect = Literal["allow", "deny", "require_approval"]
 EFFECTS: tuple[str, ...] = ("allow", "deny", "require_approval")
 DEFAULT_AUDIT_PATH = ".steward/audit.sqlite"
+STORE_URL_ENV = "STEWARD_STORE_URL"  # a postgresql:// URL: the store replicas share (overrides audit.url)
 POLICY_ENV = "STEWARD_POLICY"
 
 SITE_ROLES: tuple[str, ...] = (
@@ -257,6 +259,12 @@ def _str_list(value: Any) -> Any:
 StrList = Annotated[list[str], BeforeValidator(_str_list)]
 
 
+def _database_url(value: str) -> str:
+    if not value.startswith(("postgresql://", "postgres://")):
+        raise ValueError(f"the audit store URL must start with postgresql:// (got {value.split(':', 1)[0]!r}:...)")
+    return value
+
+
 def _name_table(value: Any) -> Any:
     """`roles: [a, b]` or `roles: {a: {...}, b:}`: a list of names or a mapping whose values may be empty."""
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
@@ -360,6 +368,7 @@ class ApprovalsSpec(_Strict):
 
 class AuditSpec(_Strict):
     path: Name = DEFAULT_AUDIT_PATH
+    url: Annotated[str, AfterValidator(_database_url)] | None = None  # PostgreSQL: overrides `path`
     redact: StrList = []
     synchronous: Literal["full", "normal"] = "full"
 
@@ -577,6 +586,18 @@ class Policy:
     @property
     def audit_synchronous(self) -> str:
         return self.spec.audit.synchronous
+
+    @property
+    def audit_store(self) -> Path | str:
+        """Where the audit log and approvals live: $STEWARD_STORE_URL, else `audit.url` (PostgreSQL,
+        shared by replicas), else the SQLite file `audit_path`."""
+        url = os.environ.get(STORE_URL_ENV) or self.spec.audit.url
+        if not url:
+            return self.audit_path
+        try:
+            return _database_url(url)
+        except ValueError as exc:
+            raise PolicyError(f"{STORE_URL_ENV}: {exc}") from None
 
     @property
     def audit_path(self) -> Path:

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import sqlite3
 import textwrap
 from pathlib import Path
 from typing import Any
+
+import psycopg
+
+from server.governance.audit import is_database_url
+from server.governance.audit_pg import PgConnection
 
 # One policy exercising every condition kind, principal and role matching, `unless` and precedence.
 RICH_POLICY = textwrap.dedent(
@@ -113,7 +119,7 @@ def append_worker(path: str, count: int, tag: str, start: Any) -> int:
     """Append `count` intent/outcome records from a separate process once `start` is set."""
     from server.governance.audit import AuditLog
 
-    log = AuditLog.open(Path(path))
+    log = AuditLog.open(path)
     start.wait(30)
     for i in range(count):
         call_id = f"{tag}-{i}"
@@ -130,7 +136,7 @@ def claim_worker(path: str, claims: list[tuple[str, str, str]], barrier: Any, re
     from server.governance.policy import parse_policy
 
     policy = parse_policy(RICH_POLICY.replace("required_approvals: 2", "required_approvals: 1"))
-    store = ApprovalStore.open(Path(path), key=SigningKey(bytes(range(32)), "tests"))
+    store = ApprovalStore.open(path, key=SigningKey(bytes(range(32)), "tests"))
     barrier.wait(30)
     won = []
     for request_id, tool, digest in claims:
@@ -141,3 +147,40 @@ def claim_worker(path: str, claims: list[tuple[str, str, str]], barrier: Any, re
             pass
     store.audit.close()
     results.put(won)
+
+
+# -- a store's tables as someone with write access to them (and no key) sees them -------------------------
+
+RAW_ERRORS = (sqlite3.DatabaseError, psycopg.Error)  # what a refused raw statement raises, either backend
+_SQLITE_GUARDS = ("audit_log_no_update", "audit_log_no_delete", "audit_log_no_replace")
+
+
+def raw_store(target: Path | str) -> Any:
+    """A plain connection to the store's tables (the append-only guards in place), either backend; it
+    takes SQLite's placeholders on both."""
+    if is_database_url(target):
+        return PgConnection(psycopg.connect(str(target), autocommit=True))
+    return sqlite3.connect(target, isolation_level=None)
+
+
+def attacker_connection(target: Path | str) -> Any:
+    """Write access to the store, no key: the append-only guards dropped first."""
+    conn = raw_store(target)
+    if is_database_url(target):
+        conn.execute("ALTER TABLE audit_log DISABLE TRIGGER USER")
+    else:
+        for trigger in _SQLITE_GUARDS:
+            conn.execute(f"DROP TRIGGER IF EXISTS {trigger}")
+    return conn
+
+
+def stored_bytes(target: Path | str) -> bytes:
+    """Everything the store holds as bytes: the SQLite file with its -wal/-shm, or every audit row."""
+    if not is_database_url(target):
+        path = Path(target)
+        return b"".join(p.read_bytes() for p in path.parent.iterdir() if p.name.startswith(path.name))
+    conn = raw_store(target)
+    try:
+        return str(conn.execute("SELECT string_agg(body || hash, '') FROM audit_log").fetchone()[0]).encode()
+    finally:
+        conn.close()

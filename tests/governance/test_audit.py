@@ -15,7 +15,7 @@ import pytest
 
 from server.governance.audit import GENESIS_HASH, AuditLog, AuditUnavailable, record_hash
 from server.governance.canonical import args_digest, canonical_json, sha256_hex
-from tests.governance.helpers import append_worker
+from tests.governance.helpers import RAW_ERRORS, append_worker, attacker_connection, raw_store, stored_bytes
 
 
 def fill(log: AuditLog, n: int) -> None:
@@ -25,10 +25,7 @@ def fill(log: AuditLog, n: int) -> None:
 
 def tamper(path: Path) -> sqlite3.Connection:
     """A raw connection as an attacker with write access would use (the append-only triggers dropped)."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("DROP TRIGGER audit_log_no_update")
-    conn.execute("DROP TRIGGER audit_log_no_delete")
-    return conn
+    return attacker_connection(path)
 
 
 def test_records_chain_and_verify(store_path: Path) -> None:
@@ -100,10 +97,10 @@ def test_record_kinds_and_fields_are_checked(store_path: Path) -> None:
 def test_the_log_refuses_plain_updates_and_deletes(store_path: Path) -> None:
     log = AuditLog.open(store_path)
     fill(log, 2)
-    conn = sqlite3.connect(store_path, isolation_level=None)
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+    conn = raw_store(store_path)
+    with pytest.raises(RAW_ERRORS, match="append-only"):
         conn.execute("UPDATE audit_log SET body = '{}' WHERE seq = 1")
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+    with pytest.raises(RAW_ERRORS, match="append-only"):
         conn.execute("DELETE FROM audit_log WHERE seq = 2")
 
 
@@ -114,9 +111,8 @@ def _edit(conn: sqlite3.Connection, seq: int) -> None:
 
 def _edit_and_rehash(conn: sqlite3.Connection, seq: int) -> None:
     """Edit a record and recompute its hash as the unkeyed chain did: without the key it cannot verify."""
-    body, prev = conn.execute(
-        "SELECT body, json_extract(body, '$.prev_hash') FROM audit_log WHERE seq = ?", (seq,)
-    ).fetchone()
+    body = conn.execute("SELECT body FROM audit_log WHERE seq = ?", (seq,)).fetchone()[0]
+    prev = json.loads(body)["prev_hash"]
     body = body.replace('"alice"', '"mallory"')
     conn.execute(
         "UPDATE audit_log SET body = ?, hash = ? WHERE seq = ?", (body, sha256_hex(prev + body), seq)
@@ -210,14 +206,20 @@ def test_unavailable_when_the_store_cannot_be_created(tmp_path: Path) -> None:
 
 def test_unavailable_when_the_store_is_read_only(store_path: Path) -> None:
     fill(AuditLog.open(store_path), 2)
-    read_only = AuditLog.open(store_path, readonly=True)  # SQLite's mode=ro: SQLite itself refuses writes
+    read_only = AuditLog.open(store_path, readonly=True)  # the database itself refuses writes (mode=ro, READ ONLY)
     assert read_only.verify().ok
-    with pytest.raises(AuditUnavailable, match="readonly database"):
+    with pytest.raises(AuditUnavailable, match="readonly database|read-only transaction"):
         read_only.append("policy.loaded", policy_hash="h")
-    with pytest.raises(AuditUnavailable, match="no audit store"):
-        AuditLog.open(store_path.with_name("missing.sqlite"), readonly=True)
+    if isinstance(store_path, Path):
+        with pytest.raises(AuditUnavailable, match="no audit store"):
+            AuditLog.open(store_path.with_name("missing.sqlite"), readonly=True)
+    else:
+        missing = store_path.replace("/t_", "/missing_")
+        with pytest.raises(AuditUnavailable, match="cannot reach the audit store .*missing_"):
+            AuditLog.open(missing, readonly=True)
 
 
+@pytest.mark.sqlite_only  # fills SQLite's page limit
 def test_unavailable_when_the_disk_is_full_and_the_chain_survives(store_path: Path) -> None:
     log = AuditLog.open(store_path)
     fill(log, 3)
@@ -333,7 +335,7 @@ def test_secrets_never_reach_the_store_file(store_path: Path) -> None:
     assert intent.fields["arguments"]["user"] == "sam"
     assert intent.fields["args_digest"] == args_digest(arguments)  # the digest binds the real arguments
     log.close()
-    raw = b"".join(p.read_bytes() for p in store_path.parent.iterdir() if p.name.startswith(store_path.name))
+    raw = stored_bytes(store_path)
     for secret in [*SECRETS.values(), "nested-token-value-31337", JWT, BEARER]:
         assert secret.encode() not in raw, secret
     assert b"visible" in raw and b"[REDACTED]" in raw

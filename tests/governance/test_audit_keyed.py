@@ -22,6 +22,7 @@ from server.governance.audit import (
 )
 from server.governance.canonical import canonical_json, sha256_hex
 from server.governance.keys import ENV_KEY, ENV_KEY_FILE, SigningKey
+from tests.governance.helpers import attacker_connection, raw_store
 
 
 def fill(log: AuditLog, n: int) -> None:
@@ -30,11 +31,8 @@ def fill(log: AuditLog, n: int) -> None:
 
 
 def attacker(path: Path) -> sqlite3.Connection:
-    """Write access to the file, no key: the append-only triggers dropped first."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    for trigger in ("audit_log_no_update", "audit_log_no_delete", "audit_log_no_replace"):
-        conn.execute(f"DROP TRIGGER {trigger}")
-    return conn
+    """Write access to the store, no key: the append-only triggers dropped first."""
+    return attacker_connection(path)
 
 
 def other_key() -> SigningKey:
@@ -84,6 +82,7 @@ def test_a_forged_append_that_moves_the_head_fails(store_path: Path) -> None:
     assert not result.ok and result.first_bad_seq == 4 and "keyed hash" in result.reason
 
 
+@pytest.mark.sqlite_only  # PostgreSQL has no INSERT OR REPLACE; its UPDATE trigger is tested above
 def test_insert_or_replace_is_refused_and_caught_when_the_trigger_is_gone(store_path: Path) -> None:
     log = AuditLog.open(store_path)
     fill(log, 3)
@@ -126,7 +125,7 @@ def test_the_head_seal_binds_seq_and_hash(store_path: Path) -> None:
     assert tag == head_seal(log.key, seq, hash_) and tag != head_seal(log.key, seq - 1, hash_)
 
 
-def test_anchors_are_checked_for_their_seal_and_shape(store_path: Path) -> None:
+def test_anchors_are_checked_for_their_seal_and_shape(store_path: Path, tmp_path: Path) -> None:
     log = AuditLog.open(store_path)
     fill(log, 2)
     anchor = str(log.anchor())
@@ -135,7 +134,7 @@ def test_anchors_are_checked_for_their_seal_and_shape(store_path: Path) -> None:
         log.verify(expect_head=forged)
     with pytest.raises(ValueError, match="not an audit anchor"):
         log.verify(expect_head="2:abc")
-    other = AuditLog.open(store_path.with_name("other.sqlite"), key=other_key())
+    other = AuditLog.open(tmp_path / "other" / "other.sqlite", key=other_key())
     fill(other, 2)
     with pytest.raises(ValueError, match="not an anchor sealed"):
         log.verify(expect_head=str(other.anchor()))
@@ -144,9 +143,11 @@ def test_anchors_are_checked_for_their_seal_and_shape(store_path: Path) -> None:
 # -- the key ---------------------------------------------------------------------------------------------------
 
 
-def test_verify_without_the_key_is_refused(store_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_verify_without_the_key_is_refused(
+    store_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fill(AuditLog.open(store_path), 2)
-    monkeypatch.setenv(ENV_KEY_FILE, str(store_path.parent.parent / "elsewhere" / "missing.key"))
+    monkeypatch.setenv(ENV_KEY_FILE, str(tmp_path / "elsewhere" / "missing.key"))
     reader = AuditLog.open(store_path, readonly=True)  # reading the records needs no key ...
     assert len(reader.tail(5)) == 2
     with pytest.raises(AuditKeyError, match="no signing key"):  # ... proving them does
@@ -165,11 +166,12 @@ def test_the_environment_key_is_used_and_remembered(store_path: Path, monkeypatc
 
 def test_a_store_whose_key_id_was_removed_is_refused(store_path: Path) -> None:
     fill(AuditLog.open(store_path), 1)
-    sqlite3.connect(store_path, isolation_level=None).execute("DELETE FROM steward_meta WHERE key = 'audit_key_id'")
+    raw_store(store_path).execute("DELETE FROM steward_meta WHERE key = 'audit_key_id'")
     with pytest.raises(AuditKeyError, match="no key id"):
         AuditLog.open(store_path)
 
 
+@pytest.mark.sqlite_only  # handles the SQLite file itself
 def test_an_old_unkeyed_store_is_refused_for_writing_and_still_exports(store_path: Path) -> None:
     store_path.parent.mkdir(parents=True)
     conn = sqlite3.connect(store_path, isolation_level=None)
@@ -203,6 +205,7 @@ def test_the_store_is_created_private(tmp_path: Path) -> None:
         assert stat.S_IMODE((path.parent / name).stat().st_mode) == 0o600, name
 
 
+@pytest.mark.sqlite_only  # handles the SQLite file itself
 def test_writes_stop_while_the_store_is_deleted_and_resume_when_it_is_back(store_path: Path) -> None:
     log = AuditLog.open(store_path)
     fill(log, 2)
@@ -216,6 +219,7 @@ def test_writes_stop_while_the_store_is_deleted_and_resume_when_it_is_back(store
     assert log.verify().ok and log.head()[0] == 3
 
 
+@pytest.mark.sqlite_only  # handles the SQLite file itself
 def test_a_replaced_store_is_refused_unless_it_holds_our_last_record(store_path: Path) -> None:
     log = AuditLog.open(store_path)
     fill(log, 2)
@@ -231,6 +235,7 @@ def test_a_replaced_store_is_refused_unless_it_holds_our_last_record(store_path:
     assert AuditLog.open(store_path).head()[0] == 2  # nothing was written to the stranger
 
 
+@pytest.mark.sqlite_only  # handles the SQLite file itself
 def test_a_store_made_read_only_refuses_writes(store_path: Path) -> None:
     log = AuditLog.open(store_path)
     fill(log, 1)

@@ -43,3 +43,15 @@ def test_policy_yaml_bench_runs_and_sees_the_bomb_refused(capsys: pytest.Capture
     assert policy_yaml.main(["--levels", "9", "--baseline-levels", "3"]) == 0
     out = capsys.readouterr().out
     assert "387,420,489 values" in out and "refused YAML" in out
+
+
+def test_the_postgres_benchmarks_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import approval_wakeup
+
+    argv = ["--records", "20", "--pairs", "5", "--settle", "0", "--dir", str(tmp_path / "stores"), "--postgres"]
+    assert audit_throughput.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "PostgreSQL synchronous_commit=on" in out and "on PostgreSQL." in out
+    assert approval_wakeup.main(["--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "| LISTEN/NOTIFY (PostgreSQL replicas) |" in out and "poll" in out

@@ -9,6 +9,7 @@ import pytest
 
 from server.governance.audit import AuditLog
 from server.governance.canonical import REDACTED, scrub_text
+from tests.governance.helpers import stored_bytes
 
 
 @pytest.mark.parametrize(
@@ -43,5 +44,5 @@ def test_an_audited_tableau_request_never_stores_an_encoded_secret(store_path: P
     record = log.record_tableau_request(event)
     assert record.fields["query"] == f"pageSize=100&X-Tableau-Auth={REDACTED}"
     log.close()
-    raw = b"".join(p.read_bytes() for p in store_path.parent.iterdir())
+    raw = stored_bytes(store_path)
     assert b"c2VjcmV0LXNlc3Npb24" not in raw

@@ -1,7 +1,7 @@
 """Tampering with the approval store never gets a change executed.
 
 Each test makes a real gated request through an in-process `mcp.Client` on an emulated site, approves it
-(or not) through the admin API with the CLI, then edits the SQLite store the way someone with write access
+(or not) through the admin API with the CLI, then edits the store (SQLite, then PostgreSQL) the way someone with write access
 to the file (but not the signing key) could: arguments, status, an inserted decision, an inserted request,
 and a decision sealed by a process that loaded a forged policy. The server must refuse to run it, record
 the refusal, and send nothing to Tableau.
@@ -10,7 +10,7 @@ the refusal, and send nothing to Tableau.
 from __future__ import annotations
 
 import json
-import sqlite3
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,9 @@ import pytest
 
 from server import pipeline
 from server.governance import ApprovalStore, AuditLog, args_digest
+from server.governance.policy import STORE_URL_ENV
 from server.governed import Governance, signing_key_for
+from tests.governance.helpers import raw_store
 from tests.server.conftest import Steward, structured, write_policy
 from tests.server.test_governance_flow import GATED_POLICY, approvals_cli, candidate, membership_posts
 from tests.server.test_transports import REPO
@@ -33,24 +35,28 @@ def held(steward: Steward, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> S
     the test does between the approval and that call happens before the server looks."""
     steward.policy_path = write_policy(tmp_path, GATED_POLICY.format(ttl="1h"))
     monkeypatch.setattr(pipeline, "APPROVAL_POLL_SECONDS", 3600)
+    # On PostgreSQL an approval's NOTIFY would wake the runner at once: hold it to the (hour-long) poll too.
+    monkeypatch.setattr(Governance, "approval_wakeup", lambda _self, seconds: anyio.sleep(seconds))
     return steward
 
 
-@pytest.fixture
-def gated(steward: Steward, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Steward:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def gated(steward: Steward, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Steward:
+    """The held server on either store: its SQLite file, or a fresh database (STEWARD_STORE_URL)."""
+    if request.param == "postgresql":
+        monkeypatch.setenv(STORE_URL_ENV, request.getfixturevalue("postgres_cluster").new_database())
     return held(steward, tmp_path, monkeypatch)
 
 
-def store_file(steward: Steward) -> Path:
-    return steward.policy_path.parent / "audit.sqlite"
+def store_file(steward: Steward) -> Path | str:
+    return os.environ.get(STORE_URL_ENV) or steward.policy_path.parent / "audit.sqlite"
 
 
 def edit(steward: Steward, sql: str, params: tuple[Any, ...] = ()) -> None:
-    """Write the store directly, as anyone with write access to the file can."""
-    conn = sqlite3.connect(store_file(steward), timeout=30)
+    """Write the store directly, as anyone with write access to it (not the key) can."""
+    conn = raw_store(store_file(steward))
     try:
-        with conn:
-            conn.execute(sql, params)
+        conn.execute(sql, params)
     finally:
         conn.close()
 
@@ -177,8 +183,8 @@ async def test_a_decision_made_under_a_forged_policy_is_refused(gated: Steward, 
     forged_path.parent.mkdir()
     forged_path.write_text(
         GATED_POLICY.format(ttl="1h").replace("other-analyst: {roles: [analyst]}", "mallory: {roles: [approver]}")
-        .replace("path: audit.sqlite", f"path: {store_file(gated)}")
-    )
+        .replace("path: audit.sqlite", f"path: {gated.policy_path.parent / 'audit.sqlite'}")
+    )  # the forged process shares the store: that file, or the database STEWARD_STORE_URL names
     forged = Governance.load(forged_path)
     async with gated.client() as client:
         request_id, user, group = await request_membership(client, gated)
