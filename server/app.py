@@ -139,4 +139,5 @@ def build_server(
     for route in pipeline.admin_routes():  # HTTP mode: the admin API shares the listener, under /admin/
         mcp.custom_route(route.path, methods=sorted(route.methods - {"HEAD"}), include_in_schema=False)(route.endpoint)
     register_resources_and_prompts(mcp, pipeline)
+    mcp.pipeline = pipeline  # type: ignore[attr-defined]  # its wake() hook, for what else learns of decisions
     return mcp

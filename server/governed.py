@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,11 @@ from server.governance.keys import SigningKey, SigningKeyError, load_signing_key
 from server.governance.policy import TokenSpec, decide_read, readable
 from server.toolkit import ToolSpec
 
-__all__ = ["AuditUnavailable", "Governance", "PolicyError", "signing_key_for"]
+__all__ = ["AuditUnavailable", "ChangeHook", "Governance", "PolicyError", "signing_key_for"]
+
+# Called after a change to a request is committed: (event kind, the request as stored now, actor, reason).
+# Kinds: created, approved, denied, executed, failed, expired, cancelled. Hooks may run in a worker thread.
+ChangeHook = Callable[[str, "ApprovalRequest", "str | None", "str | None"], None]
 
 log = logging.getLogger(__name__)
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -119,6 +123,7 @@ class Governance:
         self.port = port
         self._observed: set[int] = set()  # ids of the Tableau clients whose requests are audited
         self._principals: dict[str, str] = {}  # call id -> principal, while the call runs (for its requests)
+        self._hooks: list[ChangeHook] = []  # told of each committed change to a request (wake-up, notifications)
 
     # -- construction -------------------------------------------------------------------------
 
@@ -352,10 +357,21 @@ class Governance:
 
     # -- approvals ------------------------------------------------------------------------------
 
+    def on_decided(self, hook: ChangeHook) -> None:
+        """Call `hook` after every committed change to a request (see ChangeHook)."""
+        self._hooks.append(hook)
+
+    def _changed(self, kind: str, request: ApprovalRequest, actor: str | None = None, reason: str | None = None) -> None:
+        for hook in self._hooks:
+            try:
+                hook(kind, request, actor, reason)
+            except Exception:  # a wake-up or a notification must never undo or fail a committed change
+                log.exception("a change hook failed for %s (%s)", request.id, kind)
+
     def create_approval(self, principal: str, spec: ToolSpec, arguments: dict[str, Any], preview: str,
                         *, call_id: str, targets: list[dict[str, Any]], site: dict[str, Any]) -> ApprovalRequest:
         """A request bound to the resolved targets and the site (or the requester's identical live one)."""
-        return self.approvals.create(
+        request = self.approvals.create(
             spec.name,
             arguments,
             principal,
@@ -368,6 +384,9 @@ class Governance:
             site=site,
             target_args=spec.target_args,
         )
+        if request.call_id == call_id:  # a new request, not the requester's identical pending one
+            self._changed("created", request)
+        return request
 
     def approved_requests(self, request_id: str | None, site: dict[str, Any]) -> list[ApprovalRequest]:
         """Approved requests to run: the one asked for, or every one made on this server's site (a request
@@ -402,12 +421,29 @@ class Governance:
         return principal.name if principal is not None else None
 
     def decide_request(self, approver: str, request_id: str, *, approve: bool, reason: str | None) -> ApprovalRequest:
+        """The one decision path (admin API, console, Slack): the store refuses the requester, non-approvers
+        and anything not pending; once committed, the hooks wake the runner and send notifications."""
         if approve:
-            return self.approvals.approve(request_id, approver, reason, self.policy)
-        return self.approvals.deny(request_id, approver, reason or "", self.policy)
+            request = self.approvals.approve(request_id, approver, reason, self.policy)
+            if request.status == "approved":  # the last approval needed (two-person: the second)
+                self._changed("approved", request, approver, reason)
+            return request
+        request = self.approvals.deny(request_id, approver, reason or "", self.policy)
+        self._changed("denied", request, approver, reason)
+        return request
 
     def finish_approval(self, request_id: str, *, ok: bool, result: str) -> None:
-        self.approvals.record_result(request_id, ok, result)
+        request = self.approvals.record_result(request_id, ok, result)
+        self._changed("executed" if ok else "failed", request)
+
+    def expire_due(self) -> int:
+        """Expire lapsed requests (the sweeper); each one's `expired` change is told once, by whoever expired it."""
+        expired = self.approvals.expire_due()
+        for request_id in expired:
+            request = self.approvals.get(request_id)
+            if request is not None:
+                self._changed("expired", request)
+        return len(expired)
 
     def get_request(self, request_id: str) -> ApprovalRequest | None:
         return self.approvals.get(request_id)

@@ -18,6 +18,8 @@ from functools import cache, partial
 from typing import Any, Literal, TypeVar
 
 import anyio
+import anyio.from_thread
+import anyio.lowlevel
 import anyio.to_thread
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
@@ -35,8 +37,13 @@ from server.toolkit import Progress, ToolContext, ToolFailure, ToolSpec
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# How often the server looks for approved requests to run (several processes may share the store).
+# How often the server looks for approved requests to run: the cross-process fallback (another replica
+# sharing the store decides; its in-process wake-up cannot reach us). A decision here wakes the pool at once.
 APPROVAL_POLL_SECONDS = 1.0
+# How many approved requests run side by side, so a long refresh does not hold up a group change.
+MAX_PARALLEL_RUNS = 4
+# Tests that alter the store between an approval and its execution turn the wake-up off (and the poll down).
+WAKE_ON_DECISION = True
 
 
 class PendingApproval(BaseModel):
@@ -76,6 +83,11 @@ class CallPipeline:
     def __init__(self, specs: Sequence[ToolSpec]):
         self.specs = {spec.name: spec for spec in specs}
         self.services: Services | None = None
+        self._woken: anyio.Event | None = None
+        self._loop_token: Any = None
+        self._running: dict[str, Progress] = {}  # request id -> its live progress, while it runs here
+        self._taken: set[str] = set()  # requests a pass of this process is claiming or running
+        self._limiter: anyio.CapacityLimiter | None = None  # made in `attached` (it needs the event loop)
 
     # -- wiring ---------------------------------------------------------------------------------
 
@@ -83,6 +95,10 @@ class CallPipeline:
     async def attached(self, services: Services) -> AsyncIterator[None]:
         self.services = services
         services.governance.observe(services.tableau)  # a no-op when the services factory already did it
+        self._loop_token = anyio.lowlevel.current_token()
+        self._woken = anyio.Event()
+        self._limiter = anyio.CapacityLimiter(MAX_PARALLEL_RUNS)
+        services.governance.on_decided(self._decided)
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(self._run_approved_requests_forever)
             try:
@@ -225,7 +241,7 @@ class CallPipeline:
             call_id=call_id,
             progress=Progress(mcp_ctx.report_progress),
             approvals=governance,
-            run_approved=self.run_approved,
+            live_progress=self.live_progress,
         )
         started = time.monotonic()
         async with services.tableau.operation(call_id):
@@ -296,20 +312,56 @@ class CallPipeline:
 
     # -- approved requests -----------------------------------------------------------------------
 
+    def wake(self) -> None:
+        """Look for approved requests now. Safe from any thread (the decision path runs in a worker thread; a
+        PostgreSQL LISTEN callback may run in its own); a no-op before the server is up."""
+        if self._woken is None or self._loop_token is None:
+            return
+        try:
+            anyio.lowlevel.current_token()
+        except RuntimeError:  # another thread: hand the wake-up to the event loop
+            try:
+                anyio.from_thread.run_sync(self._woken.set, token=self._loop_token)
+            except RuntimeError:  # the loop has stopped: nothing left to wake
+                pass
+            return
+        self._woken.set()
+
+    def _decided(self, kind: str, request: Any, actor: str | None, reason: str | None) -> None:
+        if WAKE_ON_DECISION and kind == "approved":
+            self.wake()
+
+    def live_progress(self, request_id: str) -> dict[str, Any] | None:
+        """The job a request running in this process is waiting on (id, progress %, status), if any."""
+        progress = self._running.get(request_id)
+        return None if progress is None or progress.job_id is None else progress.snapshot()
+
     async def run_approved(self, request_id: str | None = None) -> int:
-        """Verify, claim and run approved requests (exactly once across processes); returns how many ran."""
-        services = self.services
-        if services is None:
+        """Verify, claim and run the approved requests that are due now, side by side (at most
+        MAX_PARALLEL_RUNS, exactly once across processes); returns how many ran."""
+        services, limiter = self.services, self._limiter
+        if services is None or limiter is None:
             return 0
         site = services.tableau.site_identity.model_dump()
+        due = [r for r in await _stored(services.governance.approved_requests, request_id, site)
+               if r.id not in self._taken and r.tool in self.specs]
+        self._taken.update(r.id for r in due)  # before any await: an overlapping pass leaves them alone
         ran = 0
-        for request in await _stored(services.governance.approved_requests, request_id, site):
-            spec = self.specs.get(request.tool)
-            claimed = await _stored(services.governance.claim, request, site) if spec else None
-            if claimed is None:
-                continue
-            ran += 1
-            await self._execute_claimed(spec, claimed)
+
+        async def run_one(request: Any) -> None:
+            nonlocal ran
+            try:
+                async with limiter:
+                    claimed = await _stored(services.governance.claim, request, site)
+                    if claimed is not None:
+                        ran += 1
+                        await self._execute_claimed(self.specs[request.tool], claimed)
+            finally:
+                self._taken.discard(request.id)
+
+        async with anyio.create_task_group() as tasks:
+            for request in due:
+                tasks.start_soon(run_one, request)
         return ran
 
     async def _execute_claimed(self, spec: ToolSpec, request: Any) -> None:
@@ -319,9 +371,20 @@ class CallPipeline:
         call_id = "call_" + secrets.token_hex(8)
         started = time.monotonic()
         bound = {t["role"]: t["id"] for t in request.targets} if spec.targets else None
+        progress = Progress.recorded()
         ctx = ToolContext(
-            tableau=self.live.tableau, principal=request.requester, call_id=call_id, approvals=governance, bound=bound
+            tableau=self.live.tableau, principal=request.requester, call_id=call_id, approvals=governance, bound=bound,
+            progress=progress,
         )
+        self._running[request.id] = progress
+        try:
+            await self._run_in(ctx, spec, request, started)
+        finally:
+            self._running.pop(request.id, None)
+
+    async def _run_in(self, ctx: ToolContext, spec: ToolSpec, request: Any, started: float) -> None:
+        governance = self.live.governance
+        call_id = ctx.call_id
         async with self.live.tableau.operation(call_id):
             try:
                 await _stored(
@@ -360,14 +423,26 @@ class CallPipeline:
             )
 
     async def _run_approved_requests_forever(self) -> None:
-        while True:
-            try:
-                await self.run_approved()
-            except AuditUnavailable as exc:  # fail closed: nothing runs while the store is unusable
-                log.warning("not running approved requests: %s", exc)
-            except Exception:
-                log.exception("running approved requests failed; will try again")
-            await anyio.sleep(APPROVAL_POLL_SECONDS)
+        """Run approved requests when woken (a decision in this process) or every APPROVAL_POLL_SECONDS (a
+        decision in another process sharing the store). Each pass runs in the background, so a long refresh
+        does not keep the next approval waiting; requests already running here are not picked up twice."""
+        async with anyio.create_task_group() as passes:
+            while True:
+                assert self._woken is not None
+                self._woken = anyio.Event()
+                passes.start_soon(self._one_pass)
+                with anyio.move_on_after(APPROVAL_POLL_SECONDS):
+                    await self._woken.wait()
+
+    async def _one_pass(self) -> None:
+        try:
+            if self.services is not None:  # the sweeper: lapsed requests become expired (and say so) once
+                await _stored(self.services.governance.expire_due)
+            await self.run_approved()
+        except AuditUnavailable as exc:  # fail closed: nothing runs while the store is unusable
+            log.warning("not running approved requests: %s", exc)
+        except Exception:
+            log.exception("running approved requests failed; will try again")
 
 
 @asynccontextmanager

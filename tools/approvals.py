@@ -36,6 +36,12 @@ class RequestResult(BaseModel):
     text: str | None = Field(None, description="An outcome recorded before results were stored as objects.")
 
 
+class RunningJob(BaseModel):
+    job_id: str = Field(description="The Tableau job the approved change waits on; get_job tells more.")
+    progress: int | None = Field(None, description="0-100, as Tableau last reported it.")
+    status: str | None = Field(None, description="Tableau's last word on the job, e.g. 'InProgress: 40%'.")
+
+
 class GetRequestOutput(BaseModel):
     request_id: str
     tool: str
@@ -50,6 +56,9 @@ class GetRequestOutput(BaseModel):
     expires_at: datetime
     decisions: list[ApprovalDecision]
     result: RequestResult | None = Field(None, description="What the change did (or why it failed), once it ran.")
+    job: RunningJob | None = Field(
+        None, description="While an approved refresh runs on this server: its job and progress, read live."
+    )
     message: str
 
 
@@ -73,11 +82,9 @@ async def get_request(ctx: ToolContext, args: GetRequestInput) -> GetRequestOutp
     if request is None or request.requester != ctx.principal:
         # Someone else's request id is answered like an unknown one.
         raise ToolFailure(f"No approval request '{args.request_id}' of yours exists. Check the id you were given.")
-    if request.status == "approved" and ctx.run_approved is not None:
-        await ctx.run_approved(request.id)
-        request = ctx.approvals.get_request(request.id)
     view = ctx.approvals.request_view(request)
-    return GetRequestOutput(**{**view, "result": _result(view["status"], view.get("result"))})
+    live = ctx.live_progress(request.id) if ctx.live_progress and request.status == "executing" else None
+    return GetRequestOutput(**{**view, "result": _result(view["status"], view.get("result")), "job": live})
 
 
 GET_REQUEST = ToolSpec(
