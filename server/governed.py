@@ -36,6 +36,7 @@ from server.governance import (
 )
 from server.governance.keys import SigningKey, SigningKeyError, load_signing_key
 from server.governance.policy import TokenSpec, decide_read, readable
+from server.notify.config import DeliveryTarget, NotificationsError, resolve_targets
 from server.toolkit import ToolSpec
 
 __all__ = ["AuditUnavailable", "ChangeHook", "Governance", "PolicyError", "signing_key_for"]
@@ -70,6 +71,16 @@ def signing_key_for(policy: Policy) -> SigningKey:
         return load_signing_key(policy.audit_path)
     except SigningKeyError as exc:
         raise AuditKeyError(str(exc), "the signing key is missing or unusable") from None
+
+
+def notification_targets(policy: Policy) -> tuple[DeliveryTarget, ...]:
+    """The policy's notification targets with their URLs and secrets read from the environment or files
+    (relative to the policy file). PolicyError listing every missing one, never showing a value."""
+    base = policy.source.parent if policy.source is not None else None
+    try:
+        return resolve_targets(policy.spec.notifications, base_dir=base)
+    except NotificationsError as exc:
+        raise PolicyError("notifications: " + "; ".join(exc.problems)) from None
 
 
 class PolicyTokenVerifier:
@@ -124,6 +135,7 @@ class Governance:
         self._observed: set[int] = set()  # ids of the Tableau clients whose requests are audited
         self._principals: dict[str, str] = {}  # call id -> principal, while the call runs (for its requests)
         self._hooks: list[ChangeHook] = []  # told of each committed change to a request (wake-up, notifications)
+        self.notification_targets: tuple[DeliveryTarget, ...] = ()  # resolved by `open` (secrets read then)
 
     # -- construction -------------------------------------------------------------------------
 
@@ -162,6 +174,7 @@ class Governance:
                               synchronous=policy.audit_synchronous, redact=policy.redact_names)
         governance = cls(policy, audit, ApprovalStore(audit), transport=transport, no_auth=no_auth, host=host, port=port)
         try:
+            governance.notification_targets = notification_targets(policy)
             governance.record_policy_loaded("start")
         except BaseException:
             audit.close()

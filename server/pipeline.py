@@ -31,6 +31,7 @@ from server.arguments import ArgumentError, parse_arguments
 from server.governance import admin_api
 from server.governance.display import escape_controls
 from server.governed import AuditUnavailable, Governance
+from server.notify.service import running_notifications
 from server.tableau.errors import TableauError
 from server.toolkit import Progress, ToolContext, ToolFailure, ToolSpec
 
@@ -99,7 +100,7 @@ class CallPipeline:
         self._woken = anyio.Event()
         self._limiter = anyio.CapacityLimiter(MAX_PARALLEL_RUNS)
         services.governance.on_decided(self._decided)
-        async with anyio.create_task_group() as tasks:
+        async with running_notifications(services.governance), anyio.create_task_group() as tasks:
             tasks.start_soon(self._run_approved_requests_forever)
             try:
                 async with self._admin_api(services.governance):

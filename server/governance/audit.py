@@ -75,6 +75,10 @@ RECORD_KINDS: Mapping[str, frozenset[str]] = {
     "approval.executed": frozenset({"approval_id"}),
     "approval.failed": frozenset({"approval_id"}),
     "policy.loaded": frozenset({"policy_hash"}),
+    # One delivery attempt of a notification (server/notify): the endpoint redacted, never the secret.
+    "notification.attempt": frozenset({"target", "event", "request_id", "delivery_id", "attempt", "outcome"}),
+    # A request to /integrations/slack/interactions that decided nothing (bad signature, unknown user...).
+    "slack.refused": frozenset({"reason"}),
 }
 OUTCOME_STATUSES = frozenset({"ok", "error", "denied", "pending_approval", "cancelled"})
 MAX_TEXT = 2000  # result summaries and error messages are cut to this many characters
