@@ -83,6 +83,15 @@ def notification_targets(policy: Policy) -> tuple[DeliveryTarget, ...]:
         raise PolicyError("notifications: " + "; ".join(exc.problems)) from None
 
 
+def _slack_verifier(policy: Policy) -> Any:
+    from server.integrations.slack_route import slack_verifier
+
+    try:
+        return slack_verifier(policy)
+    except NotificationsError as exc:
+        raise PolicyError("notifications: " + "; ".join(exc.problems)) from None
+
+
 class PolicyTokenVerifier:
     """Maps an HTTP bearer token to the policy's principal; tokens are compared as sha256 hashes."""
 
@@ -136,6 +145,7 @@ class Governance:
         self._principals: dict[str, str] = {}  # call id -> principal, while the call runs (for its requests)
         self._hooks: list[ChangeHook] = []  # told of each committed change to a request (wake-up, notifications)
         self.notification_targets: tuple[DeliveryTarget, ...] = ()  # resolved by `open` (secrets read then)
+        self.slack_verifier: Any = None  # server.integrations.slack.SlackInteractionVerifier, made by `open`
 
     # -- construction -------------------------------------------------------------------------
 
@@ -175,6 +185,7 @@ class Governance:
         governance = cls(policy, audit, ApprovalStore(audit), transport=transport, no_auth=no_auth, host=host, port=port)
         try:
             governance.notification_targets = notification_targets(policy)
+            governance.slack_verifier = _slack_verifier(policy)
             governance.record_policy_loaded("start")
         except BaseException:
             audit.close()

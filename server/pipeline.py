@@ -18,7 +18,6 @@ from functools import cache, partial
 from typing import Any, Literal, TypeVar
 
 import anyio
-import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
 from mcp.server.mcpserver import Context
@@ -31,7 +30,8 @@ from server.arguments import ArgumentError, parse_arguments
 from server.governance import admin_api
 from server.governance.display import escape_controls
 from server.governed import AuditUnavailable, Governance
-from server.notify.service import running_notifications
+from server.integrations.slack_route import slack_routes
+from server.notify.service import call_on_loop, running_notifications
 from server.tableau.errors import TableauError
 from server.toolkit import Progress, ToolContext, ToolFailure, ToolSpec
 
@@ -109,8 +109,10 @@ class CallPipeline:
                 tasks.cancel_scope.cancel()
 
     def admin_routes(self) -> list[Any]:
-        """The admin API's routes (server/governance/admin_api.py), answering once the services are up."""
-        return admin_api.admin_routes(lambda: self.services.governance if self.services else None)
+        """The admin API's routes (server/governance/admin_api.py) and Slack's interactivity endpoint
+        (server/integrations/slack_route.py), answering once the services are up."""
+        governance_of = lambda: self.services.governance if self.services else None
+        return admin_api.admin_routes(governance_of) + slack_routes(governance_of)
 
     @asynccontextmanager
     async def _admin_api(self, governance: Governance) -> AsyncIterator[None]:
@@ -316,17 +318,12 @@ class CallPipeline:
     def wake(self) -> None:
         """Look for approved requests now. Safe from any thread (the decision path runs in a worker thread; a
         PostgreSQL LISTEN callback may run in its own); a no-op before the server is up."""
-        if self._woken is None or self._loop_token is None:
-            return
-        try:
-            anyio.lowlevel.current_token()
-        except RuntimeError:  # another thread: hand the wake-up to the event loop
-            try:
-                anyio.from_thread.run_sync(self._woken.set, token=self._loop_token)
-            except RuntimeError:  # the loop has stopped: nothing left to wake
-                pass
-            return
-        self._woken.set()
+        if self._woken is not None and self._loop_token is not None:
+            call_on_loop(self._loop_token, self._set_woken)  # False once the loop stopped: nothing to wake
+
+    def _set_woken(self) -> None:
+        if self._woken is not None:  # read on the loop: the runner's current event, never a replaced one
+            self._woken.set()
 
     def _decided(self, kind: str, request: Any, actor: str | None, reason: str | None) -> None:
         if WAKE_ON_DECISION and kind == "approved":

@@ -34,6 +34,21 @@ log = logging.getLogger(__name__)
 AUDIT_BACKLOG = 10_000  # attempt records waiting for the writer; beyond that they are logged, not held
 
 
+def call_on_loop(token: Any, fn: Any, *args: Any) -> bool:
+    """Call `fn(*args)` on the event loop of `token` from any thread (at once when already on it).
+    False when that loop has stopped."""
+    try:
+        anyio.lowlevel.current_token()
+    except RuntimeError:  # a worker thread (the admin API decides in one), or a thread of its own
+        try:
+            anyio.from_thread.run_sync(fn, *args, token=token)
+        except RuntimeError:
+            return False
+        return True
+    fn(*args)
+    return True
+
+
 def console_link(base: str | None, request_id: str) -> str | None:
     return None if not base else base.rstrip("/") + "/requests/" + request_id
 
@@ -95,15 +110,8 @@ class Notifier:
         if kind not in EVENT_KINDS or self._token is None:
             return
         event = event_for(kind, request, actor, reason, self.console_url)
-        try:
-            anyio.lowlevel.current_token()
-        except RuntimeError:  # a worker thread (the admin API decides in one): submit on the loop
-            try:
-                anyio.from_thread.run_sync(self.dispatcher.submit, event, token=self._token)
-            except RuntimeError:
-                log.warning("notifications are stopped; %s of %s not sent", event.name, request.id)
-            return
-        self.dispatcher.submit(event)
+        if not call_on_loop(self._token, self.dispatcher.submit, event):
+            log.warning("notifications are stopped; %s of %s not sent", event.name, request.id)
 
     # -- attempts out --------------------------------------------------------------------------------------
 

@@ -80,13 +80,14 @@ async def assert_cannot_decide(steward: Steward, request_id: str, token: str | N
 
 
 @contextmanager
-def http_server(steward: Steward, tmp_path: Path) -> Iterator[HttpServer]:
+def http_server(steward: Steward, tmp_path: Path, **env: str) -> Iterator[HttpServer]:
+    """`tableau-steward serve --transport http` in a subprocess on the emulated site (`env`: more variables)."""
     port = free_port()
     args = ["serve", "--transport", "http", "--host", "127.0.0.1", "--port", str(port),
             "--policy", str(steward.policy_path)]
     stderr_path = tmp_path / "stderr.txt"
     with stderr_path.open("w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "server.cli", *args], cwd=REPO, env=site_env(steward),
+        proc = subprocess.Popen([sys.executable, "-m", "server.cli", *args], cwd=REPO, env=site_env(steward) | env,
                                 stdout=subprocess.DEVNULL, stderr=err, stdin=subprocess.DEVNULL)
         try:
             wait_for_port(port, proc, stderr_path)
