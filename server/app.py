@@ -31,7 +31,8 @@ Tableau Steward answers questions about one Tableau site and makes a few governe
 - Lists are paged: each result gives `total` (all matches) and `next_cursor`; pass `next_cursor` back as
   `cursor` with the same filters to get the next page. Never assume the first page is everything.
 - Writes may need an administrator's approval. Such a call returns status "pending_approval" with a request id;
-  tell the user an admin must approve it, and check later with get_request. You cannot approve anything.
+  tell the user an admin must approve it, and check later with get_request (it runs on its own once approved);
+  cancel_request withdraws it while it waits. You cannot approve anything.
 - Send only the arguments a tool declares: an unknown one is an error naming the closest valid one.
 - Errors explain what went wrong and what to try next; read them and adjust the call.
 """

@@ -456,6 +456,14 @@ class Governance:
         self._changed("denied", request, approver, reason)
         return request
 
+    def cancel_request(self, requester: str, request_id: str, reason: str | None) -> ApprovalRequest:
+        """The requester withdraws its own request before it runs: a sealed `denied` decision by the requester
+        (the store allows that, and refuses any decision after it), told to the hooks as `denied`."""
+        why = "withdrawn by the requester" + (f": {reason}" if reason else "")
+        request = self.approvals.deny(request_id, requester, why, self.policy)
+        self._changed("denied", request, requester, why)
+        return request
+
     def finish_approval(self, request_id: str, *, ok: bool, result: str) -> None:
         request = self.approvals.record_result(request_id, ok, result)
         self._changed("executed" if ok else "failed", request)
@@ -486,6 +494,8 @@ class Governance:
             "refused": "The server refused to run it (`result` says why); nothing was changed.",
         }
         view["message"] = messages.get(status, status)
+        if status == "denied" and any(d.get("approver") == request.requester for d in view.get("decisions", [])):
+            view["message"] = "You withdrew it; nothing was changed."
         for internal in ("args_digest", "required_approvals", "site", "integrity"):
             view.pop(internal, None)
         return view

@@ -289,7 +289,7 @@ class CallPipeline:
         decision = await _stored(governance.decide, ctx.principal, spec, arguments, facts, call_id=ctx.call_id)
         if decision.effect == "deny":
             raise _Denied(f"Not allowed by policy: {decision.reason}. Ask an administrator if this is needed.")
-        if decision.effect == "require_approval":
+        if decision.effect == "require_approval" and not spec.own_requests_only:
             preview = escape_controls(await spec.preview(ctx, args)) if spec.preview else f"Run {spec.name}."
             targets = await spec.targets(ctx, args) if spec.targets else []
             request = await _stored(

@@ -132,6 +132,9 @@ class ToolSpec:
     # The arguments that designate the targets: two requests with the same targets and other arguments
     # are the same request, whether the target was named or given by id.
     target_args: tuple[str, ...] = ()
+    # A write on the caller's own approval requests only, never on Tableau (cancel_request): a policy's
+    # require_approval does not apply to it (approving a withdrawal is meaningless); a deny still does.
+    own_requests_only: bool = False
 
     @property
     def is_write(self) -> bool:

@@ -8,7 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
-from server.toolkit import READ_ONLY, ToolContext, ToolFailure, ToolSpec
+from server.governance.approvals import ApprovalError
+from server.toolkit import READ_ONLY, WRITE_IDEMPOTENT, ToolContext, ToolFailure, ToolSpec
 from tools.groups import AddUserToGroupOutput
 from tools.jobs import RefreshOutput
 
@@ -87,6 +88,36 @@ async def get_request(ctx: ToolContext, args: GetRequestInput) -> GetRequestOutp
     return GetRequestOutput(**{**view, "result": _result(view["status"], view.get("result")), "job": live})
 
 
+class CancelRequestInput(BaseModel):
+    request_id: str = Field(description="The id of your pending request, e.g. 'apr_…'.")
+    reason: str | None = Field(None, max_length=500, description="Why you withdraw it (shown to approvers).")
+
+
+class CancelRequestOutput(BaseModel):
+    request_id: str
+    status: str = Field(description="'denied': withdrawn; an approver can no longer approve it.")
+    message: str
+
+
+async def cancel_request(ctx: ToolContext, args: CancelRequestInput) -> CancelRequestOutput:
+    request_id = args.request_id.strip()
+    request = ctx.approvals.get_request(request_id)
+    if request is None or request.requester != ctx.principal:
+        raise ToolFailure(f"No approval request '{args.request_id}' of yours exists. Check the id you were given.")
+    if request.status not in ("pending", "approved"):
+        raise ToolFailure(
+            f"Request {request_id} is {request.status} and can no longer be withdrawn; get_request shows what happened."
+        )
+    try:
+        withdrawn = ctx.approvals.cancel_request(ctx.principal, request_id, args.reason)
+    except ApprovalError as exc:  # it started running, or expired, in the meantime
+        raise ToolFailure(f"Request {request_id} cannot be withdrawn: {exc}.") from None
+    return CancelRequestOutput(
+        request_id=withdrawn.id, status=withdrawn.status,
+        message="Withdrawn: nothing was changed, and no approver can approve it any more.",
+    )
+
+
 GET_REQUEST = ToolSpec(
     name="get_request",
     title="Get an approval request",
@@ -101,4 +132,22 @@ GET_REQUEST = ToolSpec(
     effect="read",
     annotations=READ_ONLY,
     run=get_request,
+)
+
+
+CANCEL_REQUEST = ToolSpec(
+    name="cancel_request",
+    title="Withdraw your approval request",
+    description=(
+        "Withdraw a change of yours that is still waiting for an administrator (pending, or approved but not "
+        "started). Nothing is changed on the site, and a later approval is refused. Only the requester can "
+        "withdraw a request.\n"
+        'Example: {"request_id": "apr_3kf9...", "reason": "asked for the wrong group"}.'
+    ),
+    input_model=CancelRequestInput,
+    output_model=CancelRequestOutput,
+    effect="write",
+    annotations=WRITE_IDEMPOTENT,
+    run=cancel_request,
+    own_requests_only=True,
 )

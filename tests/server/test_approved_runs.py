@@ -11,9 +11,11 @@ import pytest
 
 from emulator.testing import start_emulator
 from server import pipeline
-from tests.server.conftest import Steward, settled, site_copy, structured, write_policy
+from server.governance import AuditLog
+from tests.server.conftest import Steward, error_text, settled, site_copy, structured, write_policy
 from tests.server.test_binding import refresh_posts
-from tests.server.test_governance_flow import GATED_POLICY, approvals_cli
+from tests.server.test_governance_flow import GATED_POLICY, approvals_cli, membership_posts
+from tests.server.test_sealed_approvals import request_membership
 
 pytestmark = pytest.mark.anyio
 
@@ -75,3 +77,28 @@ async def test_get_request_reads_a_running_refresh_without_waiting(slow_jobs: St
         assert view["status"] == "executing" and 0 <= view["job"]["progress"] <= 100 and view["job"]["status"]
         done = await settled(client, request_id)
     assert done["status"] == "executed" and done["job"] is None and done["result"]["output"]["job_id"] == job.id
+
+
+async def test_the_requester_withdraws_a_pending_request_and_a_later_approval_is_refused(steward: Steward, tmp_path: Path) -> None:
+    steward.policy_path = write_policy(tmp_path, GATED_POLICY.format(ttl="1h"))
+    async with steward.client() as client:
+        request_id, user, group = await request_membership(client, steward)
+        withdrawn = structured(await client.call_tool("cancel_request", {"request_id": request_id, "reason": "wrong group"}))
+        assert withdrawn["status"] == "done" and withdrawn["result"]["status"] == "denied", withdrawn
+        assert await approvals_cli(steward, "approve", request_id) != 0
+        view = structured(await client.call_tool("get_request", {"request_id": request_id}))
+        again = error_text(await client.call_tool("cancel_request", {"request_id": request_id}))
+        unknown = error_text(await client.call_tool("cancel_request", {"request_id": "apr_not-a-real-request"}))
+    assert view["status"] == "denied" and view["message"] == "You withdrew it; nothing was changed."
+    assert view["decisions"] == [{"approver": "assistant-user", "decision": "denied",
+                                  "reason": "withdrawn by the requester: wrong group", "at": view["decisions"][0]["at"]}]
+    assert "is denied and can no longer be withdrawn" in again and "of yours exists" in unknown
+    assert user.id not in steward.state.groups[group.id].member_ids and membership_posts(steward, group.id) == []
+    log = AuditLog.open(steward.policy_path.parent / "audit.sqlite", readonly=True)
+    try:
+        kinds = [(r.kind, r.fields.get("approver") or r.fields.get("actor")) for r in log.records()
+                 if r.fields.get("approval_id") == request_id]
+    finally:
+        log.close()
+    assert ("approval.denied", "assistant-user") in kinds and ("approval.refused", "site-admin") in kinds
+    assert ("approval.approved", "site-admin") not in kinds
