@@ -12,6 +12,7 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase
+from mcp.server.subscriptions import InMemorySubscriptionBus
 from pydantic import BaseModel, ConfigDict, Field
 
 from server.arguments import ArgumentError, parse_arguments
@@ -127,6 +128,7 @@ def build_server(
         async with services() as live, pipeline.attached(live):
             yield live
 
+    pipeline.bus = InMemorySubscriptionBus()  # steward://requests/{id} updates for subscriptions/listen
     mcp = MCPServer(
         "tableau-steward",
         tools=[_tool(spec, pipeline) for spec in specs],
@@ -134,6 +136,7 @@ def build_server(
         version="0.1.0",
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
+        subscriptions=pipeline.bus,
         middleware=[pipeline.list_filter_middleware, prompt_arguments_middleware],
         **auth,
     )

@@ -23,6 +23,7 @@ import anyio.to_thread
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.exceptions import MCPError
+from mcp.shared.subscriptions import ResourceUpdated
 from mcp.types import INTERNAL_ERROR, INVALID_REQUEST, CallToolResult, TextContent
 from pydantic import BaseModel, Field, create_model
 
@@ -89,6 +90,9 @@ class CallPipeline:
         self._running: dict[str, Progress] = {}  # request id -> its live progress, while it runs here
         self._taken: set[str] = set()  # requests a pass of this process is claiming or running
         self._limiter: anyio.CapacityLimiter | None = None  # made in `attached` (it needs the event loop)
+        # Where `subscriptions/listen` streams are fed (MCPServer(subscriptions=...)); set by build_server.
+        self.bus: Any = None
+        self._updates: Any = None  # send side of the stream of request URIs to announce
 
     # -- wiring ---------------------------------------------------------------------------------
 
@@ -100,8 +104,10 @@ class CallPipeline:
         self._woken = anyio.Event()
         self._limiter = anyio.CapacityLimiter(MAX_PARALLEL_RUNS)
         services.governance.on_decided(self._decided)
+        self._updates, updates = anyio.create_memory_object_stream[str](1000)
         async with running_notifications(services.governance), anyio.create_task_group() as tasks:
             tasks.start_soon(self._run_approved_requests_forever)
+            tasks.start_soon(self._announce_updates, updates)
             try:
                 async with self._admin_api(services.governance):
                     yield
@@ -328,6 +334,22 @@ class CallPipeline:
     def _decided(self, kind: str, request: Any, actor: str | None, reason: str | None) -> None:
         if WAKE_ON_DECISION and kind == "approved":
             self.wake()
+        if kind != "created" and self._loop_token is not None:
+            call_on_loop(self._loop_token, self._queue_update, request_uri(request.id))
+
+    def _queue_update(self, uri: str) -> None:
+        try:
+            self._updates.send_nowait(uri)
+        except (anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            log.warning("could not announce %s to listening clients", uri)
+
+    async def _announce_updates(self, updates: Any) -> None:
+        """A requester listening on steward://requests/{id} (subscriptions/listen) hears of each change to
+        its request: decided, done, expired. The event carries the URI only; get_request reads the state."""
+        async with updates:
+            async for uri in updates:
+                if self.bus is not None:
+                    await self.bus.publish(ResourceUpdated(uri=uri))
 
     def live_progress(self, request_id: str) -> dict[str, Any] | None:
         """The job a request running in this process is waiting on (id, progress %, status), if any."""
@@ -441,6 +463,11 @@ class CallPipeline:
             log.warning("not running approved requests: %s", exc)
         except Exception:
             log.exception("running approved requests failed; will try again")
+
+
+def request_uri(request_id: str) -> str:
+    """The URI a client listens on to hear that request `request_id` changed."""
+    return f"steward://requests/{request_id}"
 
 
 @asynccontextmanager

@@ -102,3 +102,21 @@ async def test_the_requester_withdraws_a_pending_request_and_a_later_approval_is
         log.close()
     assert ("approval.denied", "assistant-user") in kinds and ("approval.refused", "site-admin") in kinds
     assert ("approval.approved", "site-admin") not in kinds
+
+
+async def test_a_listening_requester_hears_its_request_decided_and_done(steward: Steward, tmp_path: Path) -> None:
+    steward.policy_path = write_policy(tmp_path, GATED_POLICY.format(ttl="1h"))
+    async with steward.client() as client:
+        request_id, _user, group = await request_membership(client, steward)
+        uri = f"steward://requests/{request_id}"
+        seen = []
+        async with client.listen(resource_subscriptions=[uri]) as subscription:
+            assert await approvals_cli(steward, "approve", request_id) == 0
+            with anyio.fail_after(30):
+                async for event in subscription:  # each event says: read it again
+                    seen.append(event.uri)
+                    view = structured(await client.call_tool("get_request", {"request_id": request_id}))
+                    if view["status"] == "executed":
+                        break
+    assert seen and set(seen) == {uri}
+    assert view["result"]["ok"] and len(membership_posts(steward, group.id)) == 1
