@@ -22,6 +22,7 @@ MODULES: tuple[str, ...] = (
     "approval_claim",
     "large_pages",
     "approval_wakeup",
+    "approval_wake",
 )
 
 

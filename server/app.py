@@ -12,6 +12,7 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase
+from mcp.server.subscriptions import InMemorySubscriptionBus
 from pydantic import BaseModel, ConfigDict, Field
 
 from server.arguments import ArgumentError, parse_arguments
@@ -31,7 +32,8 @@ Tableau Steward answers questions about one Tableau site and makes a few governe
 - Lists are paged: each result gives `total` (all matches) and `next_cursor`; pass `next_cursor` back as
   `cursor` with the same filters to get the next page. Never assume the first page is everything.
 - Writes may need an administrator's approval. Such a call returns status "pending_approval" with a request id;
-  tell the user an admin must approve it, and check later with get_request. You cannot approve anything.
+  tell the user an admin must approve it, and check later with get_request (it runs on its own once approved);
+  cancel_request withdraws it while it waits. You cannot approve anything.
 - Send only the arguments a tool declares: an unknown one is an error naming the closest valid one.
 - Errors explain what went wrong and what to try next; read them and adjust the call.
 """
@@ -126,6 +128,7 @@ def build_server(
         async with services() as live, pipeline.attached(live):
             yield live
 
+    pipeline.bus = InMemorySubscriptionBus()  # steward://requests/{id} updates for subscriptions/listen
     mcp = MCPServer(
         "tableau-steward",
         tools=[_tool(spec, pipeline) for spec in specs],
@@ -133,10 +136,12 @@ def build_server(
         version="0.1.0",
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
+        subscriptions=pipeline.bus,
         middleware=[pipeline.list_filter_middleware, prompt_arguments_middleware],
         **auth,
     )
     for route in pipeline.admin_routes():  # HTTP mode: the admin API shares the listener, under /admin/
         mcp.custom_route(route.path, methods=sorted(route.methods - {"HEAD"}), include_in_schema=False)(route.endpoint)
     register_resources_and_prompts(mcp, pipeline)
+    mcp.pipeline = pipeline  # type: ignore[attr-defined]  # its wake() hook, for what else learns of decisions
     return mcp

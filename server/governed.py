@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +38,14 @@ from server.governance import (
 from server.governance.keys import SigningKey, SigningKeyError, load_signing_key
 from server.governance.policy import TokenSpec, decide_read, readable
 from server.operations import Operations
+from server.notify.config import DeliveryTarget, NotificationsError, resolve_targets
 from server.toolkit import ToolSpec
 
-__all__ = ["AuditUnavailable", "Governance", "PolicyError", "signing_key_for"]
+__all__ = ["AuditUnavailable", "ChangeHook", "Governance", "PolicyError", "signing_key_for"]
+
+# Called after a change to a request is committed: (event kind, the request as stored now, actor, reason).
+# Kinds: created, approved, denied, executed, failed, expired, cancelled. Hooks may run in a worker thread.
+ChangeHook = Callable[[str, "ApprovalRequest", "str | None", "str | None"], None]
 
 log = logging.getLogger(__name__)
 RESULT_RETRY_SECONDS = 300.0  # how long an approved request's result waits for an unreachable store
@@ -69,6 +74,25 @@ def signing_key_for(policy: Policy) -> SigningKey:
         return load_signing_key(policy.audit_path)
     except SigningKeyError as exc:
         raise AuditKeyError(str(exc), "the signing key is missing or unusable") from None
+
+
+def notification_targets(policy: Policy) -> tuple[DeliveryTarget, ...]:
+    """The policy's notification targets with their URLs and secrets read from the environment or files
+    (relative to the policy file). PolicyError listing every missing one, never showing a value."""
+    base = policy.source.parent if policy.source is not None else None
+    try:
+        return resolve_targets(policy.spec.notifications, base_dir=base)
+    except NotificationsError as exc:
+        raise PolicyError("notifications: " + "; ".join(exc.problems)) from None
+
+
+def _slack_verifier(policy: Policy) -> Any:
+    from server.integrations.slack_route import slack_verifier
+
+    try:
+        return slack_verifier(policy)
+    except NotificationsError as exc:
+        raise PolicyError("notifications: " + "; ".join(exc.problems)) from None
 
 
 class PolicyTokenVerifier:
@@ -126,6 +150,9 @@ class Governance:
         audit.commit_observer = self.operations.audit_committed
         self.operations.watch_pending(approvals.count_pending)
         self._principals: dict[str, str] = {}  # call id -> principal, while the call runs (for its requests)
+        self._hooks: list[ChangeHook] = []  # told of each committed change to a request (wake-up, notifications)
+        self.notification_targets: tuple[DeliveryTarget, ...] = ()  # resolved by `open` (secrets read then)
+        self.slack_verifier: Any = None  # server.integrations.slack.SlackInteractionVerifier, made by `open`
 
     # -- construction -------------------------------------------------------------------------
 
@@ -164,6 +191,8 @@ class Governance:
                               synchronous=policy.audit_synchronous, redact=policy.redact_names)
         governance = cls(policy, audit, ApprovalStore(audit), transport=transport, no_auth=no_auth, host=host, port=port)
         try:
+            governance.notification_targets = notification_targets(policy)
+            governance.slack_verifier = _slack_verifier(policy)
             governance.record_policy_loaded("start")
         except BaseException:
             audit.close()
@@ -395,10 +424,21 @@ class Governance:
 
     # -- approvals ------------------------------------------------------------------------------
 
+    def on_decided(self, hook: ChangeHook) -> None:
+        """Call `hook` after every committed change to a request (see ChangeHook)."""
+        self._hooks.append(hook)
+
+    def _changed(self, kind: str, request: ApprovalRequest, actor: str | None = None, reason: str | None = None) -> None:
+        for hook in self._hooks:
+            try:
+                hook(kind, request, actor, reason)
+            except Exception:  # a wake-up or a notification must never undo or fail a committed change
+                log.exception("a change hook failed for %s (%s)", request.id, kind)
+
     def create_approval(self, principal: str, spec: ToolSpec, arguments: dict[str, Any], preview: str,
                         *, call_id: str, targets: list[dict[str, Any]], site: dict[str, Any]) -> ApprovalRequest:
         """A request bound to the resolved targets and the site (or the requester's identical live one)."""
-        return self.approvals.create(
+        request = self.approvals.create(
             spec.name,
             arguments,
             principal,
@@ -411,6 +451,9 @@ class Governance:
             site=site,
             target_args=spec.target_args,
         )
+        if request.call_id == call_id:  # a new request, not the requester's identical pending one
+            self._changed("created", request)
+        return request
 
     def approved_requests(self, request_id: str | None, site: dict[str, Any]) -> list[ApprovalRequest]:
         """Approved requests to run: the one asked for, or every one made on this server's site (a request
@@ -445,9 +488,24 @@ class Governance:
         return principal.name if principal is not None else None
 
     def decide_request(self, approver: str, request_id: str, *, approve: bool, reason: str | None) -> ApprovalRequest:
+        """The one decision path (admin API, console, Slack): the store refuses the requester, non-approvers
+        and anything not pending; once committed, the hooks wake the runner and send notifications."""
         if approve:
-            return self.approvals.approve(request_id, approver, reason, self.policy)
-        return self.approvals.deny(request_id, approver, reason or "", self.policy)
+            request = self.approvals.approve(request_id, approver, reason, self.policy)
+            if request.status == "approved":  # the last approval needed (two-person: the second)
+                self._changed("approved", request, approver, reason)
+            return request
+        request = self.approvals.deny(request_id, approver, reason or "", self.policy)
+        self._changed("denied", request, approver, reason)
+        return request
+
+    def cancel_request(self, requester: str, request_id: str, reason: str | None) -> ApprovalRequest:
+        """The requester withdraws its own request before it runs: a sealed `denied` decision by the requester
+        (the store allows that, and refuses any decision after it), told to the hooks as `denied`."""
+        why = "withdrawn by the requester" + (f": {reason}" if reason else "")
+        request = self.approvals.deny(request_id, requester, why, self.policy)
+        self._changed("denied", request, requester, why)
+        return request
 
     def finish_approval(self, request_id: str, *, ok: bool, result: str) -> None:
         """Record how a claimed request ended. While the store is away this waits for it (up to
@@ -455,13 +513,23 @@ class Governance:
         deadline = time.monotonic() + RESULT_RETRY_SECONDS
         while True:
             try:
-                self.approvals.record_result(request_id, ok, result)
-                return
+                request = self.approvals.record_result(request_id, ok, result)
+                break
             except AuditUnavailable as exc:
                 if time.monotonic() >= deadline:
                     raise
                 log.warning("cannot record the result of %s yet (%s); retrying", request_id, exc.public_reason)
                 time.sleep(1.0)
+        self._changed("executed" if ok else "failed", request)
+
+    def expire_due(self) -> int:
+        """Expire lapsed requests (the sweeper); each one's `expired` change is told once, by whoever expired it."""
+        expired = self.approvals.expire_due()
+        for request_id in expired:
+            request = self.approvals.get(request_id)
+            if request is not None:
+                self._changed("expired", request)
+        return len(expired)
 
     def get_request(self, request_id: str) -> ApprovalRequest | None:
         return self.approvals.get(request_id)
@@ -480,6 +548,8 @@ class Governance:
             "refused": "The server refused to run it (`result` says why); nothing was changed.",
         }
         view["message"] = messages.get(status, status)
+        if status == "denied" and any(d.get("approver") == request.requester for d in view.get("decisions", [])):
+            view["message"] = "You withdrew it; nothing was changed."
         for internal in ("args_digest", "required_approvals", "site", "integrity"):
             view.pop(internal, None)
         return view

@@ -18,10 +18,12 @@ from functools import cache, partial
 from typing import Any, Literal, TypeVar
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.exceptions import MCPError
+from mcp.shared.subscriptions import ResourceUpdated
 from mcp.types import INTERNAL_ERROR, INVALID_REQUEST, CallToolResult, TextContent
 from pydantic import BaseModel, Field, create_model
 
@@ -30,14 +32,21 @@ from server.governance import admin_api
 from server.governance.display import escape_controls
 from server.governed import AuditUnavailable, Governance
 from server.operations import health_routes
+from server.integrations.slack_route import slack_routes
+from server.notify.service import call_on_loop, running_notifications
 from server.tableau.errors import TableauError
 from server.toolkit import Progress, ToolContext, ToolFailure, ToolSpec
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# How often the server looks for approved requests to run (several processes may share the store).
+# How often the server looks for approved requests to run: the cross-process fallback (another replica
+# sharing the store decides; its in-process wake-up cannot reach us). A decision here wakes the pool at once.
 APPROVAL_POLL_SECONDS = 1.0
+# How many approved requests run side by side, so a long refresh does not hold up a group change.
+MAX_PARALLEL_RUNS = 4
+# Tests that alter the store between an approval and its execution turn the wake-up off (and the poll down).
+WAKE_ON_DECISION = True
 
 
 class PendingApproval(BaseModel):
@@ -77,6 +86,14 @@ class CallPipeline:
     def __init__(self, specs: Sequence[ToolSpec]):
         self.specs = {spec.name: spec for spec in specs}
         self.services: Services | None = None
+        self._woken: anyio.Event | None = None
+        self._loop_token: Any = None
+        self._running: dict[str, Progress] = {}  # request id -> its live progress, while it runs here
+        self._taken: set[str] = set()  # requests a pass of this process is claiming or running
+        self._limiter: anyio.CapacityLimiter | None = None  # made in `attached` (it needs the event loop)
+        # Where `subscriptions/listen` streams are fed (MCPServer(subscriptions=...)); set by build_server.
+        self.bus: Any = None
+        self._updates: Any = None  # send side of the stream of request URIs to announce
 
     # -- wiring ---------------------------------------------------------------------------------
 
@@ -84,8 +101,14 @@ class CallPipeline:
     async def attached(self, services: Services) -> AsyncIterator[None]:
         self.services = services
         services.governance.observe(services.tableau)  # a no-op when the services factory already did it
-        async with anyio.create_task_group() as tasks:
+        self._loop_token = anyio.lowlevel.current_token()
+        self._woken = anyio.Event()
+        self._limiter = anyio.CapacityLimiter(MAX_PARALLEL_RUNS)
+        services.governance.on_decided(self._decided)
+        self._updates, updates = anyio.create_memory_object_stream[str](1000)
+        async with running_notifications(services.governance), anyio.create_task_group() as tasks:
             tasks.start_soon(self._run_approved_requests_forever)
+            tasks.start_soon(self._announce_updates, updates)
             try:
                 async with self._admin_api(services.governance):
                     yield
@@ -93,11 +116,17 @@ class CallPipeline:
                 tasks.cancel_scope.cancel()
 
     def admin_routes(self) -> list[Any]:
-        """The admin API's routes (server/governance/admin_api.py), the web console's (server/console) and the
-        operator's /healthz, /readyz and /metrics (server/operations.py), answering once the services are up."""
+        """The admin API's routes (server/governance/admin_api.py), the web console's (server/console), Slack's
+        interactivity endpoint (server/integrations/slack_route.py) and the operator's /healthz, /readyz and
+        /metrics (server/operations.py), answering once the services are up."""
         from server.console.web import Console
 
-        return [*admin_api.admin_routes(self._governance), *health_routes(self._governance), *Console(self).routes()]
+        return [
+            *admin_api.admin_routes(self._governance),
+            *slack_routes(self._governance),
+            *health_routes(self._governance),
+            *Console(self).routes(),
+        ]
 
     def _governance(self) -> Governance | None:
         return self.services.governance if self.services else None
@@ -233,7 +262,7 @@ class CallPipeline:
             call_id=call_id,
             progress=Progress(mcp_ctx.report_progress),
             approvals=governance,
-            run_approved=self.run_approved,
+            live_progress=self.live_progress,
         )
         started = time.monotonic()
         async with services.tableau.operation(call_id):
@@ -278,7 +307,7 @@ class CallPipeline:
         decision = await _stored(governance.decide, ctx.principal, spec, arguments, facts, call_id=ctx.call_id)
         if decision.effect == "deny":
             raise _Denied(f"Not allowed by policy: {decision.reason}. Ask an administrator if this is needed.")
-        if decision.effect == "require_approval":
+        if decision.effect == "require_approval" and not spec.own_requests_only:
             preview = escape_controls(await spec.preview(ctx, args)) if spec.preview else f"Run {spec.name}."
             targets = await spec.targets(ctx, args) if spec.targets else []
             request = await _stored(
@@ -304,20 +333,67 @@ class CallPipeline:
 
     # -- approved requests -----------------------------------------------------------------------
 
+    def wake(self) -> None:
+        """Look for approved requests now. Safe from any thread (the decision path runs in a worker thread; a
+        PostgreSQL LISTEN callback may run in its own); a no-op before the server is up."""
+        if self._woken is not None and self._loop_token is not None:
+            call_on_loop(self._loop_token, self._set_woken)  # False once the loop stopped: nothing to wake
+
+    def _set_woken(self) -> None:
+        if self._woken is not None:  # read on the loop: the runner's current event, never a replaced one
+            self._woken.set()
+
+    def _decided(self, kind: str, request: Any, actor: str | None, reason: str | None) -> None:
+        if WAKE_ON_DECISION and kind == "approved":
+            self.wake()
+        if kind != "created" and self._loop_token is not None:
+            call_on_loop(self._loop_token, self._queue_update, request_uri(request.id))
+
+    def _queue_update(self, uri: str) -> None:
+        try:
+            self._updates.send_nowait(uri)
+        except (anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            log.warning("could not announce %s to listening clients", uri)
+
+    async def _announce_updates(self, updates: Any) -> None:
+        """A requester listening on steward://requests/{id} (subscriptions/listen) hears of each change to
+        its request: decided, done, expired. The event carries the URI only; get_request reads the state."""
+        async with updates:
+            async for uri in updates:
+                if self.bus is not None:
+                    await self.bus.publish(ResourceUpdated(uri=uri))
+
+    def live_progress(self, request_id: str) -> dict[str, Any] | None:
+        """The job a request running in this process is waiting on (id, progress %, status), if any."""
+        progress = self._running.get(request_id)
+        return None if progress is None or progress.job_id is None else progress.snapshot()
+
     async def run_approved(self, request_id: str | None = None) -> int:
-        """Verify, claim and run approved requests (exactly once across processes); returns how many ran."""
-        services = self.services
-        if services is None:
+        """Verify, claim and run the approved requests that are due now, side by side (at most
+        MAX_PARALLEL_RUNS, exactly once across processes); returns how many ran."""
+        services, limiter = self.services, self._limiter
+        if services is None or limiter is None:
             return 0
         site = services.tableau.site_identity.model_dump()
+        due = [r for r in await _stored(services.governance.approved_requests, request_id, site)
+               if r.id not in self._taken and r.tool in self.specs]
+        self._taken.update(r.id for r in due)  # before any await: an overlapping pass leaves them alone
         ran = 0
-        for request in await _stored(services.governance.approved_requests, request_id, site):
-            spec = self.specs.get(request.tool)
-            claimed = await _stored(services.governance.claim, request, site) if spec else None
-            if claimed is None:
-                continue
-            ran += 1
-            await self._execute_claimed(spec, claimed)
+
+        async def run_one(request: Any) -> None:
+            nonlocal ran
+            try:
+                async with limiter:
+                    claimed = await _stored(services.governance.claim, request, site)
+                    if claimed is not None:
+                        ran += 1
+                        await self._execute_claimed(self.specs[request.tool], claimed)
+            finally:
+                self._taken.discard(request.id)
+
+        async with anyio.create_task_group() as tasks:
+            for request in due:
+                tasks.start_soon(run_one, request)
         return ran
 
     async def _execute_claimed(self, spec: ToolSpec, request: Any) -> None:
@@ -327,9 +403,20 @@ class CallPipeline:
         call_id = "call_" + secrets.token_hex(8)
         started = time.monotonic()
         bound = {t["role"]: t["id"] for t in request.targets} if spec.targets else None
+        progress = Progress.recorded()
         ctx = ToolContext(
-            tableau=self.live.tableau, principal=request.requester, call_id=call_id, approvals=governance, bound=bound
+            tableau=self.live.tableau, principal=request.requester, call_id=call_id, approvals=governance, bound=bound,
+            progress=progress,
         )
+        self._running[request.id] = progress
+        try:
+            await self._run_in(ctx, spec, request, started)
+        finally:
+            self._running.pop(request.id, None)
+
+    async def _run_in(self, ctx: ToolContext, spec: ToolSpec, request: Any, started: float) -> None:
+        governance = self.live.governance
+        call_id = ctx.call_id
         async with self.live.tableau.operation(call_id):
             try:
                 await _stored(
@@ -368,15 +455,45 @@ class CallPipeline:
             )
 
     async def _run_approved_requests_forever(self) -> None:
-        governance = self.live.governance
+        """Run approved requests when woken (a decision in this process) or every APPROVAL_POLL_SECONDS (a
+        decision in another process sharing the store). Each pass runs in the background, so a long refresh
+        does not keep the next approval waiting; requests already running here are not picked up twice."""
+        async with anyio.create_task_group() as passes:
+            if self.live.governance.audit.backend == "postgresql":
+                passes.start_soon(self._wake_on_notify)
+            while True:
+                assert self._woken is not None
+                self._woken = anyio.Event()
+                passes.start_soon(self._one_pass)
+                with anyio.move_on_after(APPROVAL_POLL_SECONDS):
+                    await self._woken.wait()
+
+    async def _wake_on_notify(self) -> None:
+        """PostgreSQL: an approval made by any replica arrives as a NOTIFY; wake the runner for it. (On SQLite
+        the runner's own poll is the only cross-process signal.)"""
         while True:
             try:
-                await self.run_approved()
-            except AuditUnavailable as exc:  # fail closed: nothing runs while the store is unusable
-                log.warning("not running approved requests: %s", exc)
-            except Exception:
-                log.exception("running approved requests failed; will try again")
-            await governance.approval_wakeup(APPROVAL_POLL_SECONDS)  # NOTIFY on PostgreSQL, the poll on SQLite
+                await self.live.governance.approval_wakeup(APPROVAL_POLL_SECONDS)  # a NOTIFY, or the timeout
+            except Exception as exc:  # the store away: the runner's poll goes on, and so does this
+                log.warning("not listening for approvals (%s); polling", type(exc).__name__)
+                await anyio.sleep(APPROVAL_POLL_SECONDS)
+                continue
+            self._set_woken()
+
+    async def _one_pass(self) -> None:
+        try:
+            if self.services is not None:  # the sweeper: lapsed requests become expired (and say so) once
+                await _stored(self.services.governance.expire_due)
+            await self.run_approved()
+        except AuditUnavailable as exc:  # fail closed: nothing runs while the store is unusable
+            log.warning("not running approved requests: %s", exc)
+        except Exception:
+            log.exception("running approved requests failed; will try again")
+
+
+def request_uri(request_id: str) -> str:
+    """The URI a client listens on to hear that request `request_id` changed."""
+    return f"steward://requests/{request_id}"
 
 
 @asynccontextmanager

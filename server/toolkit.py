@@ -50,9 +50,23 @@ class Progress:
     """Reports progress to the MCP client when it asked for it; a no-op otherwise."""
 
     report: Callable[[float, float | None, str | None], Awaitable[None]]
+    # The Tableau job the tool waits on, and its last progress: what get_request shows of a running request.
+    job_id: str | None = None
+    last: tuple[float, float | None, str | None] | None = None
 
     async def __call__(self, done: float, total: float | None = None, message: str | None = None) -> None:
+        self.last = (done, total, message)
         await self.report(done, total, message)
+
+    @classmethod
+    def recorded(cls) -> Progress:
+        """Progress nobody is listening to live, kept for whoever asks (an approved request run by the server)."""
+        return cls(_no_progress)
+
+    def snapshot(self) -> dict[str, Any]:
+        done, total, message = self.last or (0.0, 100.0, None)
+        percent = round(100 * done / total) if total else None
+        return {"job_id": self.job_id, "progress": percent, "status": message}
 
 
 async def _no_progress(done: float, total: float | None, message: str | None) -> None:
@@ -68,8 +82,9 @@ class ToolContext:
     call_id: str
     progress: Progress = field(default_factory=lambda: Progress(_no_progress))
     approvals: Any = None  # the governance adapter, for get_request
-    # Claims and runs an approved request now (exactly once across processes); set by the call path.
-    run_approved: Callable[[str], Awaitable[int]] | None = None
+    # The live job progress of an approved request running in this process (None when it is not); set by
+    # the call path for get_request, which only reads state and never runs a request itself.
+    live_progress: Callable[[str], dict[str, Any] | None] | None = None
     # Set when running an approved request: the recorded target ids by role ("datasource", "user", ...).
     # A tool then loads exactly these objects by id and never resolves a name again.
     bound: Mapping[str, str] | None = None
@@ -117,6 +132,9 @@ class ToolSpec:
     # The arguments that designate the targets: two requests with the same targets and other arguments
     # are the same request, whether the target was named or given by id.
     target_args: tuple[str, ...] = ()
+    # A write on the caller's own approval requests only, never on Tableau (cancel_request): a policy's
+    # require_approval does not apply to it (approving a withdrawal is meaningless); a deny still does.
+    own_requests_only: bool = False
 
     @property
     def is_write(self) -> bool:

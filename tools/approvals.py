@@ -8,7 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
-from server.toolkit import READ_ONLY, ToolContext, ToolFailure, ToolSpec
+from server.governance.approvals import ApprovalError
+from server.toolkit import READ_ONLY, WRITE_IDEMPOTENT, ToolContext, ToolFailure, ToolSpec
 from tools.groups import AddUserToGroupOutput
 from tools.jobs import RefreshOutput
 
@@ -36,6 +37,12 @@ class RequestResult(BaseModel):
     text: str | None = Field(None, description="An outcome recorded before results were stored as objects.")
 
 
+class RunningJob(BaseModel):
+    job_id: str = Field(description="The Tableau job the approved change waits on; get_job tells more.")
+    progress: int | None = Field(None, description="0-100, as Tableau last reported it.")
+    status: str | None = Field(None, description="Tableau's last word on the job, e.g. 'InProgress: 40%'.")
+
+
 class GetRequestOutput(BaseModel):
     request_id: str
     tool: str
@@ -50,6 +57,9 @@ class GetRequestOutput(BaseModel):
     expires_at: datetime
     decisions: list[ApprovalDecision]
     result: RequestResult | None = Field(None, description="What the change did (or why it failed), once it ran.")
+    job: RunningJob | None = Field(
+        None, description="While an approved refresh runs on this server: its job and progress, read live."
+    )
     message: str
 
 
@@ -73,11 +83,39 @@ async def get_request(ctx: ToolContext, args: GetRequestInput) -> GetRequestOutp
     if request is None or request.requester != ctx.principal:
         # Someone else's request id is answered like an unknown one.
         raise ToolFailure(f"No approval request '{args.request_id}' of yours exists. Check the id you were given.")
-    if request.status == "approved" and ctx.run_approved is not None:
-        await ctx.run_approved(request.id)
-        request = ctx.approvals.get_request(request.id)
     view = ctx.approvals.request_view(request)
-    return GetRequestOutput(**{**view, "result": _result(view["status"], view.get("result"))})
+    live = ctx.live_progress(request.id) if ctx.live_progress and request.status == "executing" else None
+    return GetRequestOutput(**{**view, "result": _result(view["status"], view.get("result")), "job": live})
+
+
+class CancelRequestInput(BaseModel):
+    request_id: str = Field(description="The id of your pending request, e.g. 'apr_…'.")
+    reason: str | None = Field(None, max_length=500, description="Why you withdraw it (shown to approvers).")
+
+
+class CancelRequestOutput(BaseModel):
+    request_id: str
+    status: str = Field(description="'denied': withdrawn; an approver can no longer approve it.")
+    message: str
+
+
+async def cancel_request(ctx: ToolContext, args: CancelRequestInput) -> CancelRequestOutput:
+    request_id = args.request_id.strip()
+    request = ctx.approvals.get_request(request_id)
+    if request is None or request.requester != ctx.principal:
+        raise ToolFailure(f"No approval request '{args.request_id}' of yours exists. Check the id you were given.")
+    if request.status not in ("pending", "approved"):
+        raise ToolFailure(
+            f"Request {request_id} is {request.status} and can no longer be withdrawn; get_request shows what happened."
+        )
+    try:
+        withdrawn = ctx.approvals.cancel_request(ctx.principal, request_id, args.reason)
+    except ApprovalError as exc:  # it started running, or expired, in the meantime
+        raise ToolFailure(f"Request {request_id} cannot be withdrawn: {exc}.") from None
+    return CancelRequestOutput(
+        request_id=withdrawn.id, status=withdrawn.status,
+        message="Withdrawn: nothing was changed, and no approver can approve it any more.",
+    )
 
 
 GET_REQUEST = ToolSpec(
@@ -94,4 +132,22 @@ GET_REQUEST = ToolSpec(
     effect="read",
     annotations=READ_ONLY,
     run=get_request,
+)
+
+
+CANCEL_REQUEST = ToolSpec(
+    name="cancel_request",
+    title="Withdraw your approval request",
+    description=(
+        "Withdraw a change of yours that is still waiting for an administrator (pending, or approved but not "
+        "started). Nothing is changed on the site, and a later approval is refused. Only the requester can "
+        "withdraw a request.\n"
+        'Example: {"request_id": "apr_3kf9...", "reason": "asked for the wrong group"}.'
+    ),
+    input_model=CancelRequestInput,
+    output_model=CancelRequestOutput,
+    effect="write",
+    annotations=WRITE_IDEMPOTENT,
+    run=cancel_request,
+    own_requests_only=True,
 )

@@ -177,6 +177,7 @@ async def refresh_and_wait(ctx: ToolContext, args: RefreshInput) -> RefreshOutpu
             f"The {args.kind} '{label}' has no extract, so there is nothing to refresh: it queries its data live."
         )
     started = await ctx.tableau.refresh(args.kind, record.id, incremental=args.incremental)
+    ctx.progress.job_id = started.job_id  # get_request shows it while an approved refresh runs
     began = time.monotonic()
     try:
         job, completed = await _wait(ctx, started.job_id, args.timeout_seconds)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from server.toolkit import ToolSpec
-from tools.approvals import GET_REQUEST
+from tools.approvals import CANCEL_REQUEST, GET_REQUEST
 from tools.budget import with_clipped_output
 from tools.content import FIND_OWNERS
 from tools.directory import LIST_GROUPS, LIST_USERS
@@ -25,6 +25,7 @@ _SPECS: tuple[ToolSpec, ...] = (
     REFRESH_AND_WAIT,
     ADD_USER_TO_GROUP,
     GET_REQUEST,
+    CANCEL_REQUEST,
     WHOAMI,
 )
 # Every result has its long strings cut with a marker (tools/budget.py), whichever tool made it.

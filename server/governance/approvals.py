@@ -660,8 +660,8 @@ class ApprovalStore:
         assert result is not None
         return result
 
-    def expire_due(self) -> int:
-        """Mark every pending/approved request past its expiry as expired (with records); returns how many."""
+    def expire_due(self) -> builtins.list[str]:
+        """Mark every pending/approved request past its expiry as expired (with records); returns their ids."""
         with self.audit.transaction() as tx:
             now = self.clock()
             ids = [
@@ -673,7 +673,7 @@ class ApprovalStore:
             ]
             for request_id in ids:
                 self._expire(tx, request_id, now)
-        return len(ids)
+        return ids
 
     # -- internals ------------------------------------------------------------------------------------------------
 

@@ -78,6 +78,10 @@ RECORD_KINDS: Mapping[str, frozenset[str]] = {
     # The web console (server/console): sign-ins that succeed or fail (never with the token), sign-outs.
     "console.sign_in": frozenset({"outcome"}),
     "console.sign_out": frozenset({"principal"}),
+    # One delivery attempt of a notification (server/notify): the endpoint redacted, never the secret.
+    "notification.attempt": frozenset({"target", "event", "request_id", "delivery_id", "attempt", "outcome"}),
+    # A request to /integrations/slack/interactions that decided nothing (bad signature, unknown user...).
+    "slack.refused": frozenset({"reason"}),
 }
 OUTCOME_STATUSES = frozenset({"ok", "error", "denied", "pending_approval", "cancelled"})
 MAX_TEXT = 2000  # result summaries and error messages are cut to this many characters

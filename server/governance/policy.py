@@ -52,6 +52,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from server.governance import safe_yaml
 from server.governance.canonical import canonical_json, sha256_hex
+from server.notify.config import NotificationsSpec
 
 __all__ = [
     "CONDITION_FACTS",
@@ -383,6 +384,7 @@ class PolicySpec(_Strict):
     rules: list[RuleSpec] = []
     approvals: ApprovalsSpec = ApprovalsSpec()
     audit: AuditSpec = AuditSpec()
+    notifications: NotificationsSpec = NotificationsSpec()
 
 
 # -- globs ----------------------------------------------------------------------------------------------------
@@ -1039,7 +1041,8 @@ class _Compiler:
         rules = tuple(
             r for r in (self._rule(i, rule, principal_roles) for i, rule in enumerate(spec.rules)) if r
         )
-        self._approvers(principal_roles, rules)
+        eligible = self._approvers(principal_roles, rules)
+        self._slack_approvers(eligible)
         for i, name in enumerate(spec.audit.redact):
             if not name.strip():
                 self.problem(("audit", "redact", i), "empty name in audit.redact")
@@ -1306,9 +1309,21 @@ class _Compiler:
             selected |= hits
         return selected
 
+    def _slack_approvers(self, eligible: set[str]) -> None:
+        """Each Slack user of `notifications.slack_interactions` must map to a principal who may approve."""
+        slack = self.spec.notifications.slack_interactions
+        for user_id, principal in (slack.users if slack else {}).items():
+            if principal not in eligible:
+                hint = _suggest(principal, sorted(eligible)) or f" (approvers: {', '.join(sorted(eligible)) or 'none'})"
+                self.problem(
+                    ("notifications", "slack_interactions", "users", user_id),
+                    f"Slack user {user_id} maps to '{principal}', who is not an approver under approvals.approvers"
+                    + hint,
+                )
+
     def _approvers(
         self, principal_roles: Mapping[str, frozenset[str]], rules: tuple[CompiledRule, ...]
-    ) -> None:
+    ) -> set[str]:
         approvers = self.spec.approvals.approvers
         roles = self._check_roles(("approvals", "approvers", "roles"), approvers.roles)
         names = self._check_principals(
@@ -1326,3 +1341,4 @@ class _Compiler:
                 f"approvals need {self.spec.approvals.required_approvals} distinct approvers but the policy names "
                 f"{len(eligible)} ({', '.join(sorted(eligible)) or 'none'}); gated calls can never be approved"
             )
+        return eligible

@@ -193,10 +193,21 @@ def _str(obj: Any, key: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _response_url(value: str | None) -> str | None:
-    """Only Slack's own hooks host: the server later POSTs to this URL, so it must not point elsewhere."""
+def loopback_prefix(value: str | None) -> str | None:
+    """`value` when it is an http(s) URL on this machine (the tests' stand-in for hooks.slack.com), else None."""
+    if not value:
+        return None
+    parts = urlsplit(value)
+    return value if parts.scheme in ("http", "https") and parts.hostname in ("127.0.0.1", "::1") else None
+
+
+def _response_url(value: str | None, test_prefix: str | None = None) -> str | None:
+    """Only Slack's own hooks host: the server later POSTs to this URL, so it must not point elsewhere.
+    `test_prefix` (a loopback URL, tests only) is also allowed: the emulated Slack of the tests."""
     if value is None:
         return None
+    if test_prefix is not None and value.startswith(test_prefix):
+        return value
     parts = urlsplit(value)
     if parts.scheme != "https" or (parts.hostname or "").lower() != RESPONSE_URL_HOST:
         raise _bad("response_url is not a https://hooks.slack.com/ URL")
@@ -219,6 +230,7 @@ class SlackInteractionVerifier:
         window: float = WINDOW_SECONDS,
         replay_guard: ReplayGuard | None = None,
         clock: Callable[[], float] = time.time,
+        test_response_url_prefix: str | None = None,
     ) -> None:
         secret = (
             signing_secret.get_secret_value() if isinstance(signing_secret, SecretStr) else signing_secret
@@ -229,6 +241,8 @@ class SlackInteractionVerifier:
         self.approvers = dict(approvers)
         self.team_id, self.window, self.clock = team_id, window, clock
         self.replay_guard = replay_guard or ReplayGuard(window=window)
+        # Tests only: response_urls under this loopback prefix are accepted besides hooks.slack.com.
+        self.test_response_url_prefix = loopback_prefix(test_response_url_prefix)
 
     def verify_signature(self, headers: Mapping[str, str], body: bytes) -> None:
         """Slack's check (timestamp window, then signature), then the replay guard."""
@@ -299,7 +313,7 @@ class SlackInteractionVerifier:
             channel_id=_str(payload.get("channel"), "id") or _str(payload.get("container"), "channel_id"),
             message_ts=_str(payload.get("container"), "message_ts") or _str(payload.get("message"), "ts"),
             action_ts=_str(action, "action_ts"),
-            response_url=_response_url(_str(payload, "response_url")),
+            response_url=_response_url(_str(payload, "response_url"), self.test_response_url_prefix),
         )
 
 
@@ -309,6 +323,7 @@ def verifier_from_spec(
     base_dir: Path | None = None,
     environ: Mapping[str, str] | None = None,
     clock: Callable[[], float] = time.time,
+    test_response_url_prefix: str | None = None,
 ) -> SlackInteractionVerifier:
     """The verifier for the policy's `notifications.slack_interactions`, its signing secret read from the
     environment or a file (relative to `base_dir`). NotificationsError, never showing the secret."""
@@ -324,7 +339,9 @@ def verifier_from_spec(
     )
     if secret is None:
         raise NotificationsError(problems)
-    return SlackInteractionVerifier(secret, spec.users, team_id=spec.team_id, clock=clock)
+    return SlackInteractionVerifier(
+        secret, spec.users, team_id=spec.team_id, clock=clock, test_response_url_prefix=test_response_url_prefix
+    )
 
 
 # -- messages sent back through response_url ----------------------------------------------------------

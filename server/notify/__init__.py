@@ -6,7 +6,7 @@
 - `signing`: the `X-Steward-Signature` scheme and `verify_signature` for receivers.
 - `delivery`: `NotificationDispatcher`, the non-blocking, retrying, audited delivery worker.
 
-See docs/GOVERNANCE.md, "Notifications (groundwork)".
+See docs/GOVERNANCE.md, "Notifications".
 """
 
 from server.notify.config import (

@@ -187,7 +187,7 @@ def test_expiry(store: ApprovalStore, clock: FakeClock, one_approver: Policy) ->
     }
     late = store.create(TOOL, ARGS, "alice", "preview", 60)
     clock.advance(61)
-    assert store.expire_due() == 1 and store.list("expired")[0].id == late.id
+    assert store.expire_due() == [late.id] and store.list("expired")[0].id == late.id
 
 
 def test_denied_requests_cannot_be_approved_or_run(

@@ -388,3 +388,32 @@ def test_shipped_policy_in_read_only_mode_hides_writes() -> None:
     assert decide(
         policy, me, "refresh_and_wait", {"project_path": "Sales", "content_kind": "workbook"}
     ).denied
+
+
+SLACK_SECTION = """\
+notifications:
+  targets:
+    - {{name: ops, format: webhook, url: "https://hooks.internal/steward", secret_env: OPS_SECRET}}
+  slack_interactions:
+    signing_secret_env: SLACK_SIGNING_SECRET
+    users: {{U0123ABCD: {who}}}
+"""
+
+
+def test_notifications_are_part_of_the_policy_and_slack_users_must_be_approvers() -> None:
+    policy = parse_policy(BASE + SLACK_SECTION.format(who="boss"))
+    assert [t.name for t in policy.spec.notifications.targets] == ["ops"]
+    assert policy.spec.notifications.slack_interactions.users == {"U0123ABCD": "boss"}
+    assert policy.hash != parse_policy(BASE).hash  # who is told, and who approves from Slack, is policy
+    text = BASE + SLACK_SECTION.format(who="me")
+    message = error_for(text)
+    assert message == (
+        f"policies.yaml line {line_of(text, 'U0123ABCD')}: Slack user U0123ABCD maps to 'me', who is not an "
+        "approver under approvals.approvers (approvers: boss)"
+    )
+
+
+def test_a_secret_in_the_notifications_section_is_refused_without_echoing_it() -> None:
+    text = BASE + "notifications:\n  slack_interactions:\n    signing_secret: s3cr3t-value-123\n    users: {U0123ABCD: boss}\n"
+    message = error_for(text)
+    assert "signing_secret" in message and "s3cr3t-value-123" not in message

@@ -54,6 +54,7 @@ class Steward:
 
     emulator: EmulatorServer
     policy_path: Path
+    server: Any = None  # the MCPServer of the last `client()`, for tests that run held approvals by hand
 
     @property
     def state(self) -> m.SiteState:
@@ -89,8 +90,14 @@ class Steward:
         from server.app import build_server
 
         async with self.services() as services:
-            async with Client(build_server(services), **client_kwargs) as client:
+            self.server = build_server(services)
+            async with Client(self.server, **client_kwargs) as client:
                 yield client
+
+    async def run_held(self, client: Client, request_id: str) -> dict[str, Any]:
+        """Run an approved request now (the wake-up and poll are held off) and return get_request's view."""
+        await self.server.pipeline.run_approved(request_id)
+        return structured(await client.call_tool("get_request", {"request_id": request_id}))
 
     def requests_since(self, mark: int) -> list[Any]:
         return list(self.emulator.request_log)[mark:]
@@ -121,6 +128,19 @@ def structured(result: Any) -> dict[str, Any]:
     assert not result.is_error, result.content[0].text if result.content else result
     assert json.loads(result.content[0].text) == result.structured_content
     return result.structured_content
+
+
+async def settled(client: Client, request_id: str) -> dict[str, Any]:
+    """get_request until the approved request has run (a bounded wait: the server runs it on its own); its view."""
+    import anyio
+
+    with anyio.fail_after(30):
+        while (view := structured(await client.call_tool("get_request", {"request_id": request_id})))["status"] in (
+            "approved",
+            "executing",
+        ):
+            await anyio.sleep(0.05)
+    return view
 
 
 def error_text(result: Any) -> str:

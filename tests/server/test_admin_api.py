@@ -31,7 +31,7 @@ from server.governance.admin_api import (
     remove_discovery,
     write_discovery,
 )
-from tests.server.conftest import Steward, structured, write_policy
+from tests.server.conftest import Steward, settled, structured, write_policy
 from tests.server.test_governance_flow import ADMIN_TOKENS, GATED_POLICY, candidate, membership_posts
 from tests.server.test_transports import (
     REPO,
@@ -77,17 +77,6 @@ async def approvals(steward: Steward, *args: str, token: str | None) -> subproce
 async def assert_cannot_decide(steward: Steward, request_id: str, token: str | None, why: str) -> None:
     result = await approvals(steward, "approve", request_id, token=token)
     assert result.returncode == 1 and why in result.stderr.decode(), result.stderr.decode()
-
-
-async def settled(client: Client, request_id: str) -> dict:
-    """get_request until the approved request has run (bounded wait); its last view."""
-    with anyio.fail_after(30):
-        while (view := structured(await client.call_tool("get_request", {"request_id": request_id})))["status"] in (
-            "approved",
-            "executing",
-        ):
-            await anyio.sleep(0.1)
-    return view
 
 
 @contextmanager

@@ -54,7 +54,7 @@ async def test_a_renamed_target_is_refreshed_by_its_approved_id(gated: Steward) 
         # refresh the decoy.
         decoy = next(d for d in gated.state.datasources.values() if d.id != item.id and d.has_extracts)
         item.name, decoy.name = f"{old_name} (renamed)", old_name
-        done = structured(await client.call_tool("get_request", {"request_id": request_id}))
+        done = await gated.run_held(client, request_id)
     assert done["status"] == "executed", done
     note = done["result"]["note"]
     assert f"name '{old_name}' is now '{old_name} (renamed)'" in note
@@ -71,7 +71,7 @@ async def test_a_target_renamed_into_a_denied_group_is_refused(gated: Steward) -
         request_id = pending["approval"]["request_id"]
         assert await approvals_cli(gated, "approve", request_id) == 0
         gated.state.groups[group.id].name = "Site Admins"
-        done = structured(await client.call_tool("get_request", {"request_id": request_id}))
+        done = await gated.run_held(client, request_id)
     assert done["status"] == "failed", done
     error = done["result"]["error"]
     assert "name 'Marketing' is now 'Site Admins'" in error
@@ -84,7 +84,7 @@ async def test_a_target_that_no_longer_exists_is_refused(gated: Steward) -> None
     async with gated.client() as client:
         request_id = await approved_refresh(client, gated, item)
         del gated.state.datasources[item.id]
-        done = structured(await client.call_tool("get_request", {"request_id": request_id}))
+        done = await gated.run_held(client, request_id)
     assert done["status"] == "failed" and "no longer exists" in done["result"]["error"], done
     assert item.id in done["result"]["error"]
     assert refresh_posts(gated, item.id) == []
@@ -114,10 +114,10 @@ async def test_a_request_made_on_another_site_is_refused_there(gated: Steward) -
         async with gated.client() as here, other.client() as there:
             request_id = await approved_refresh(here, gated, item)
             mark = len(other.emulator.request_log)
-            seen_there = structured(await there.call_tool("get_request", {"request_id": request_id}))
+            seen_there = await other.run_held(there, request_id)
             assert seen_there["status"] == "approved", "the other site's server must leave it alone"
             assert [e for e in other.requests_since(mark) if e.method == "POST"] == []
-            done = structured(await here.call_tool("get_request", {"request_id": request_id}))
+            done = await gated.run_held(here, request_id)
     assert done["status"] == "executed" and len(refresh_posts(gated, item.id)) == 1
     log = AuditLog.open(Path(gated.policy_path).parent / "audit.sqlite", readonly=True)
     try:

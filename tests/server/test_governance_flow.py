@@ -14,7 +14,7 @@ from emulator import generator
 from server.cli import main as cli_main
 from server.governance import ApprovalError, AuditLog, args_digest, hash_token
 from server.governed import Governance
-from tests.server.conftest import Steward, error_text, structured, write_policy
+from tests.server.conftest import Steward, error_text, settled, structured, write_policy
 
 pytestmark = pytest.mark.anyio
 
@@ -102,7 +102,7 @@ async def test_gated_add_waits_is_approved_from_the_cli_and_runs_exactly_once(ga
         assert waiting["status"] == "pending" and membership_posts(gated, group.id) == []
 
         assert await approvals_cli(gated, "approve", request_id, "--reason", "ticket 4411") == 0
-        done = structured(await client.call_tool("get_request", {"request_id": request_id}))
+        done = await settled(client, request_id)  # the approval woke the server's runner: no get_request runs it
         assert done["status"] == "executed", done
         assert done["result"]["ok"] and done["result"]["output"]["status"] == "added" and done["decisions"][0]["approver"] == "site-admin"
         again = structured(await client.call_tool("get_request", {"request_id": request_id}))
@@ -117,7 +117,7 @@ async def test_replayed_or_altered_request_ids_cannot_run(gated: Steward) -> Non
         pending = structured(await client.call_tool("add_user_to_group", {"user": user.email, "group": group.name}))
         request_id = pending["approval"]["request_id"]
         assert await approvals_cli(gated, "approve", request_id) == 0
-        structured(await client.call_tool("get_request", {"request_id": request_id}))
+        await settled(client, request_id)
     from server.governance import ApprovalStore
 
     POLICY_NOW = Governance.load(gated.policy_path)

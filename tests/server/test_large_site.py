@@ -230,6 +230,22 @@ async def case_get_request(client, large: Large) -> list[Any]:
     return [pending, result]
 
 
+async def case_cancel_request(client, large: Large) -> list[Any]:
+    state = large.state
+    group = next(g for g in state.groups.values() if g.name == large.gated_group)
+    user = addable_user(state, group)
+    pending = fits(await client.call_tool("add_user_to_group", {"user": user.name, "group": group.name}))
+    request_id = pending["approval"]["request_id"]
+    result = await client.call_tool("cancel_request", {"request_id": request_id, "reason": "large-site check"})
+    body = fits(result)
+    assert body["status"] == "done" and body["result"] == {
+        "request_id": request_id, "status": "denied",
+        "message": "Withdrawn: nothing was changed, and no approver can approve it any more.",
+    }
+    assert user.id not in group.member_ids
+    return [result]
+
+
 async def case_list_refresh_tasks(client, large: Large) -> list[Any]:
     state = large.state
     failing = structured(await client.call_tool("list_refresh_tasks", {"min_consecutive_failures": 1}))
@@ -261,6 +277,7 @@ CASES: dict[str, Callable[[Any, Large], Awaitable[list[Any]]]] = {
     "refresh_and_wait": case_refresh_and_wait,
     "add_user_to_group": case_add_user_to_group,
     "get_request": case_get_request,
+    "cancel_request": case_cancel_request,
     "list_refresh_tasks": case_list_refresh_tasks,
     "whoami": case_whoami,
 }

@@ -31,12 +31,13 @@ pytestmark = pytest.mark.anyio
 
 
 def held(steward: Steward, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Steward:
-    """The gated policy, and no background runs: only get_request runs an approved request, so whatever
-    the test does between the approval and that call happens before the server looks."""
+    """The gated policy, and no background runs: no wake-up on approval, no poll; the test runs an approved
+    request with `steward.run_held`, so whatever it does between the approval and then happens before."""
     steward.policy_path = write_policy(tmp_path, GATED_POLICY.format(ttl="1h"))
     monkeypatch.setattr(pipeline, "APPROVAL_POLL_SECONDS", 3600)
     # On PostgreSQL an approval's NOTIFY would wake the runner at once: hold it to the (hour-long) poll too.
     monkeypatch.setattr(Governance, "approval_wakeup", lambda _self, seconds: anyio.sleep(seconds))
+    monkeypatch.setattr(pipeline, "WAKE_ON_DECISION", False)
     return steward
 
 
@@ -88,13 +89,13 @@ async def request_membership(client: Any, steward: Steward) -> tuple[str, Any, A
 async def assert_refused_and_nothing_changed(
     client: Any, steward: Steward, request_id: str, user: Any, group: Any, code: str
 ) -> dict[str, Any]:
-    view = structured(await client.call_tool("get_request", {"request_id": request_id}))
+    view = await steward.run_held(client, request_id)
     assert view["status"] == "refused", view
     assert user.id not in steward.state.groups[group.id].member_ids
     assert membership_posts(steward, group.id) == [], "nothing may reach Tableau"
     assert [r["code"] for r in refusals(steward, request_id)] == [code]
     # Refused once and for all: asking again neither runs it nor piles up records.
-    again = structured(await client.call_tool("get_request", {"request_id": request_id}))
+    again = await steward.run_held(client, request_id)
     assert again["status"] == "refused" and membership_posts(steward, group.id) == []
     return view
 
@@ -129,11 +130,11 @@ async def test_an_executed_request_set_back_to_approved_does_not_run_again(gated
     async with gated.client() as client:
         request_id, user, group = await request_membership(client, gated)
         assert await approvals_cli(gated, "approve", request_id) == 0
-        done = structured(await client.call_tool("get_request", {"request_id": request_id}))
+        done = await gated.run_held(client, request_id)
         assert done["status"] == "executed" and len(membership_posts(gated, group.id)) == 1
         gated.state.groups[group.id].member_ids.discard(user.id)  # so a second run would show
         set_approved_by_hand(gated, request_id)
-        again = structured(await client.call_tool("get_request", {"request_id": request_id}))
+        again = await gated.run_held(client, request_id)
     assert again["status"] == "refused" and "already ran" in again["result"]["error"]
     assert len(membership_posts(gated, group.id)) == 1 and user.id not in gated.state.groups[group.id].member_ids
     assert [r["code"] for r in refusals(gated, request_id)] == ["tampered"]

@@ -48,7 +48,7 @@ async def test_an_approved_request_runs_once_across_two_server_processes(steward
         request_id = pending["approval"]["request_id"]
         # Both servers share the store, so either one's admin API (whichever wrote the discovery file) decides.
         assert await approvals_cli(steward, "approve", request_id) == 0
-        # Both processes now race for it: their background loops poll every second and get_request claims too.
+        # Both processes race for it: the deciding one is woken at once, the other polls every second.
         status = "approved"
         with anyio.fail_after(30):
             while status not in ("executed", "failed"):
