@@ -1,4 +1,7 @@
-"""What a signed-in user may change. Reads are open to every signed-in user except admin-only lists.
+"""What a signed-in user may see and change.
+
+Reads are filtered as Tableau does: a list holds only the content the user may view (the `Read`
+capability: "View"), totals count only that, and a get of content they may not view is a 403.
 
 Simplified from Tableau's effective-permission rules (semantics §4.3): administrators may do
 anything; content may be changed by its owner, by the owner of its project (or any ancestor
@@ -8,8 +11,13 @@ directly or through a group. Viewers and Unlicensed users never write.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TypeVar
+
 from . import model as m
 from .errors import ApiError
+
+T = TypeVar("T")
 
 NON_WRITERS = frozenset({"Viewer", "Unlicensed"})
 PUBLISHERS = frozenset({"Creator", "ExplorerCanPublish"}) | m.ADMIN_ROLES
@@ -50,6 +58,44 @@ def _allowed(state: m.SiteState, user: m.User, rules: m.Rules, capability: str) 
         return mine == "Allow"  # a user rule overrides group rules
     modes = {rules.get(("group", g.id), {}).get(capability) for g in state.groups_of(user.id)}
     return "Allow" in modes and "Deny" not in modes
+
+
+def may_view(state: m.SiteState, user: m.User, resource: str, item: object) -> bool:
+    """The View (`Read`) capability on one project, workbook, view, data source or flow.
+
+    Content carries the rules it was published with (the project's defaults), so its own rules
+    govern it. A view of a workbook that shows sheets as tabs follows the workbook (semantics §4.3).
+    """
+    if is_admin(user):
+        return True
+    if resource == "projects":
+        project: m.Project = item  # type: ignore[assignment]
+        return leads(state, user, project.id) or _allowed(
+            state, user, state.permissions.get(("projects", project.id), {}), "Read"
+        )
+    if resource == "views":
+        view: m.View = item  # type: ignore[assignment]
+        workbook = state.workbooks.get(view.workbook_id)
+        if workbook is None:
+            return False
+        own = state.permissions.get(("views", view.id))
+        if workbook.show_tabs or own is None:
+            return may_view(state, user, "workbooks", workbook)
+        return view.owner_id == user.id or leads(state, user, workbook.project_id) or _allowed(state, user, own, "Read")
+    owner_id, project_id = getattr(item, "owner_id", None), getattr(item, "project_id", None)
+    if owner_id == user.id or leads(state, user, project_id):
+        return True
+    return _allowed(state, user, state.permissions.get((resource, item.id), {}), "Read")  # type: ignore[attr-defined]
+
+
+def visible(state: m.SiteState, user: m.User, resource: str, items: Iterable[T]) -> list[T]:
+    """The items of one collection `user` may view, in order: what every list selects from."""
+    return [item for item in items if may_view(state, user, resource, item)]
+
+
+def require_view(state: m.SiteState, user: m.User, resource: str, item: object) -> None:
+    if not may_view(state, user, resource, item):
+        raise denied(f"'{user.name}' does not have permission to view this {resource[:-1]}.")
 
 
 def may_change(
