@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +96,12 @@ def http_auth_kwargs(policy: Policy, *, transport: str, no_auth: bool, host: str
             validate_token_resource=False,
         ),
     }
+
+
+def same_site(recorded: Mapping[str, Any] | None, site: Mapping[str, Any]) -> bool:
+    """Whether a request was made on `site` (the Tableau user it runs as, recorded under per-user identity,
+    is not part of the site)."""
+    return recorded is not None and {k: v for k, v in recorded.items() if k != "tableau_user"} == dict(site)
 
 
 class Governance:
@@ -191,6 +197,25 @@ class Governance:
             return local
         return Principal(name=name, roles=self.policy.roles_of(name), via="token")
 
+    # -- Tableau identity (policy `identity: service | per_user`) -------------------------------------------
+
+    @property
+    def per_user(self) -> bool:
+        return self.policy.identity == "per_user"
+
+    def tableau_user(self, principal: str | None) -> str | None:
+        """The Tableau user `principal` acts as under `identity: per_user`; None in service mode or unmapped."""
+        return self.policy.tableau_user_of(principal) if self.per_user and principal is not None else None
+
+    def unmapped(self, principal: str | None) -> str | None:
+        """Why `principal` cannot reach Tableau under `identity: per_user` (no mapping), else None."""
+        if not self.per_user or principal is None or self.tableau_user(principal) is not None:
+            return None
+        return (
+            f"principal '{principal}' has no Tableau user: this server signs in to Tableau as each caller "
+            f"(identity: per_user), so an administrator must set principals.{principal}.tableau_user in the policy"
+        )
+
     def visible_tools(self, principal: str | None) -> set[str]:
         return set() if principal is None else visible_tools(self.policy, self._principal(principal))
 
@@ -282,7 +307,9 @@ class Governance:
     # -- audit ----------------------------------------------------------------------------------
 
     def record_intent(self, call_id: str, principal: str, spec: ToolSpec, arguments: dict[str, Any],
-                      approval_id: str | None = None) -> None:
+                      approval_id: str | None = None, tableau_user: str | None = None) -> None:
+        """`tableau_user` (per-user identity) is the Tableau user the call acts as, on record next to the principal."""
+        identity = {"tableau_user": tableau_user} if self.per_user else {}
         self.audit.record_intent(
             call_id=call_id,
             principal=principal,
@@ -291,6 +318,7 @@ class Governance:
             policy_hash=self.policy.hash,
             approval_id=approval_id,
             effect=spec.effect,
+            **identity,
         )
         self._principals[call_id] = principal  # only once on record: nothing runs before
 
@@ -375,7 +403,7 @@ class Governance:
         if request_id is not None:
             request = self.approvals.get(request_id)
             return [request] if request is not None and request.status == "approved" else []
-        return [r for r in self.approvals.list(status="approved") if r.site == site]
+        return [r for r in self.approvals.list(status="approved") if same_site(r.site, site)]
 
     def claim(self, request: ApprovalRequest, site: dict[str, Any]) -> ApprovalRequest | None:
         """Verify and atomically take an approved request to run; None when refused (audited by the store:

@@ -59,6 +59,7 @@ def _services_factory(settings, args: argparse.Namespace):
     from server.governed import Governance
     from server.pipeline import Services
     from server.tableau import TableauClient
+    from server.tableau.identities import UserSessions
 
     @asynccontextmanager
     async def open_services() -> AsyncIterator[Services]:
@@ -69,8 +70,13 @@ def _services_factory(settings, args: argparse.Namespace):
         try:
             client = TableauClient(settings)
             governance.observe(client)  # before connecting: the sign-in and serverInfo requests are audited
+            identities = UserSessions(settings) if governance.per_user else None  # no connected app: fails here
             async with client:
-                yield Services(tableau=client, governance=governance)
+                try:
+                    yield Services(tableau=client, governance=governance, identities=identities)
+                finally:
+                    if identities is not None:
+                        await identities.close()
         finally:
             governance.close()
 
