@@ -20,6 +20,7 @@ import anyio
 from server.config import Settings
 
 from .client import TableauClient
+from .errors import BadConfiguration
 from .transport import Observer
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,15 @@ class UserSessions:
                 client = TableauClient(self.settings.as_user(tableau_user))
                 for observer in self._observers:
                     client.add_observer(observer)
-                await client.connect()  # a user Tableau does not know fails here, with Tableau's reason
+                try:
+                    await client.connect()
+                except BadConfiguration as exc:  # e.g. a user Tableau does not know: say so, with Tableau's reason
+                    raise BadConfiguration(
+                        f"Tableau refused to sign in as Tableau user '{tableau_user}' through the connected app "
+                        f"'{client.settings.credentials.client_id}' ({_reason(exc)}). Check the principal's tableau_user "  # type: ignore[union-attr]
+                        "in the policy and the TABLEAU_CONNECTED_APP_* settings.",
+                        status=exc.status, code=exc.code,
+                    ) from exc
                 self._clients[key] = client
             self._clients.move_to_end(key)
             self._leases[key] = self._leases.get(key, 0) + 1
@@ -99,3 +108,10 @@ class UserSessions:
         clients, self._clients = list(self._clients.values()), OrderedDict()
         for client in clients:
             await client.close()
+
+
+def _reason(exc: BadConfiguration) -> str:
+    """Tableau's own words from a refused sign-in (the part in parentheses), else the whole message."""
+    text = str(exc)
+    start, end = text.find("("), text.find("). Check the")
+    return text[start + 1 : end] if 0 <= start < end else text
