@@ -105,6 +105,19 @@ def _port_in_use(args: argparse.Namespace) -> str | None:
         return f"cannot listen on {args.host}:{args.port} ({exc.strerror or exc}); pass another --port."
 
 
+def _no_connected_app(policy, settings) -> str | None:
+    """`identity: per_user` signs in as each caller through a connected app: without one, stop here."""
+    from server.config import ConfigError
+
+    if policy.identity != "per_user":
+        return None
+    try:
+        settings.as_user("check")
+    except ConfigError as exc:
+        return str(exc)
+    return None
+
+
 def _cannot_sign_in(settings) -> str | None:
     """Sign in and out once before serving, so bad credentials or an unreachable server is one line."""
     import anyio
@@ -140,7 +153,7 @@ def _serve(settings, args: argparse.Namespace) -> int:
     except (PolicyError, AuditUnavailable) as exc:
         print(f"tableau-steward: {exc}", file=sys.stderr)
         return 2
-    problem = _port_in_use(args) or _cannot_sign_in(settings)
+    problem = _port_in_use(args) or _no_connected_app(policy, settings) or _cannot_sign_in(settings)
     if problem:
         print(f"tableau-steward: {problem}", file=sys.stderr)
         return 2

@@ -212,3 +212,14 @@ async def test_an_approved_request_runs_as_the_requesters_tableau_user_not_the_a
     assert user.id not in state.groups[group.id].member_ids
     run = [r for r in records(steward) if r["kind"] == "tool_call.intent" and r.get("approval_id") == request_id]
     assert [(r["principal"], r["tableau_user"]) for r in run] == [(explorer.principal, explorer.tableau_user)]
+
+
+def test_serve_with_per_user_identity_and_no_connected_app_refuses_to_start(tmp_path) -> None:
+    from tests.server.test_transports import FAKE_SITE_ENV, cli_env, open_policy, run_cli
+
+    policy = open_policy(tmp_path)
+    policy.write_text(policy.read_text().replace("mode: read-write\n", "mode: read-write\nidentity: per_user\n"))
+    result = run_cli(["serve", "--policy", str(policy)], cli_env(**FAKE_SITE_ENV))
+    assert result.returncode == 2
+    assert "identity: per_user" in result.stderr and "TABLEAU_CONNECTED_APP_CLIENT_ID" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
