@@ -216,6 +216,10 @@ class Governance:
             f"(identity: per_user), so an administrator must set principals.{principal}.tableau_user in the policy"
         )
 
+    def _identity_fields(self, principal: str | None) -> dict[str, Any]:
+        """`tableau_user` for an audit record under per-user identity (nothing in service mode)."""
+        return {"tableau_user": self.tableau_user(principal)} if self.per_user else {}
+
     def visible_tools(self, principal: str | None) -> set[str]:
         return set() if principal is None else visible_tools(self.policy, self._principal(principal))
 
@@ -245,7 +249,7 @@ class Governance:
         """The intent of a resource read or prompt get, written before anything runs (fail closed)."""
         self.audit.record_intent(
             call_id=call_id, principal=principal or "(nobody)", tool=f"{kind}:{name}", arguments=arguments,
-            policy_hash=self.policy.hash, effect="read",
+            policy_hash=self.policy.hash, effect="read", **self._identity_fields(principal),
         )
         self._principals[call_id] = principal or "(nobody)"
 
@@ -309,7 +313,7 @@ class Governance:
     def record_intent(self, call_id: str, principal: str, spec: ToolSpec, arguments: dict[str, Any],
                       approval_id: str | None = None, tableau_user: str | None = None) -> None:
         """`tableau_user` (per-user identity) is the Tableau user the call acts as, on record next to the principal."""
-        identity = {"tableau_user": tableau_user} if self.per_user else {}
+        identity = {"tableau_user": tableau_user} if self.per_user else {}  # the recorded one, for approved runs
         self.audit.record_intent(
             call_id=call_id,
             principal=principal,

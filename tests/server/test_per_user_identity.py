@@ -146,6 +146,7 @@ async def test_each_principal_sees_what_its_tableau_user_sees_with_one_sign_in_e
         mark = len(steward.emulator.request_log)
         totals: dict[str, list[int]] = {}
         identities: dict[str, dict] = {}
+        summaries: dict[str, dict] = {}
         for caller in (explorer, admin):
             async with bearer_client(url, caller.token) as client:
                 identities[caller.principal] = structured(await client.call_tool("whoami", {}))
@@ -153,17 +154,24 @@ async def test_each_principal_sees_what_its_tableau_user_sees_with_one_sign_in_e
                     structured(await client.call_tool("list_content", {"kind": kind, "limit": 5}))["total"]
                     for kind in ("workbook", "workbook", "datasource")
                 ]
+                summary = await client.read_resource("tableau://site/summary")
+                summaries[caller.principal] = json.loads(summary.contents[0].text)["counts"]
         sign_ins = _sign_ins(steward, mark)
     for caller in (explorer, admin):
         reference = _tsc_as(steward, caller.tableau_user)
         workbooks = reference.workbooks.get(TSC.RequestOptions(pagesize=1))[1].total_available
         datasources = reference.datasources.get(TSC.RequestOptions(pagesize=1))[1].total_available
         assert totals[caller.principal] == [workbooks, workbooks, datasources]
+        assert summaries[caller.principal]["workbooks"] == workbooks  # resources read as the caller too
         assert identities[caller.principal]["tableau_user"] == caller.tableau_user
         assert identities[caller.principal]["identity"] == "per_user"
     assert totals[explorer.principal][0] < totals[admin.principal][0] == len(steward.state.workbooks)
-    # Eight calls by two users: one sign-in per user, each session reused for the user's later calls.
+    # Ten calls and reads by two users: one sign-in per user, each session reused for the user's later calls.
     assert sign_ins == 2
+    reads = [r for r in records(steward) if r["kind"] == "tool_call.intent" and r["tool"] == "resource:site_summary"]
+    assert sorted((r["principal"], r["tableau_user"]) for r in reads) == sorted(
+        (c.principal, c.tableau_user) for c in (explorer, admin)
+    )
 
 
 async def test_a_write_tableau_forbids_fails_with_tableaus_reason_though_the_policy_allows_it(
