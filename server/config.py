@@ -12,6 +12,14 @@ and exactly one kind of credential:
     connected app (JWT)    TABLEAU_JWT_CLIENT_ID + TABLEAU_JWT_SECRET_ID + TABLEAU_JWT_SECRET_VALUE
                            + TABLEAU_JWT_USERNAME (optional TABLEAU_JWT_SCOPES, comma-separated)
 
+For `identity: per_user` in the policy (each caller signs in as their own Tableau user), the connected
+app that mints those users' JWTs:
+
+    TABLEAU_CONNECTED_APP_CLIENT_ID + TABLEAU_CONNECTED_APP_SECRET_ID + TABLEAU_CONNECTED_APP_SECRET_VALUE
+                           (optional TABLEAU_CONNECTED_APP_SCOPES, comma-separated)
+
+or, when the service credential above is itself a connected app, that same app.
+
 Tunables (all optional; defaults are safe for Tableau Cloud's 40,000 calls/user/site/hour):
 
     STEWARD_REQUEST_TIMEOUT   seconds per HTTP request                     (30)
@@ -101,6 +109,22 @@ class ConnectedAppCredentials(BaseModel):
 Credentials = PatCredentials | PasswordCredentials | ConnectedAppCredentials
 
 
+class ConnectedApp(BaseModel):
+    """A connected app (direct trust) that signs in as any user named at call time (`identity: per_user`)."""
+
+    model_config = ConfigDict(frozen=True)
+    client_id: str = Field(min_length=1)
+    secret_id: str = Field(min_length=1)
+    secret_value: SecretStr
+    scopes: tuple[str, ...] = DEFAULT_JWT_SCOPES
+
+    def for_user(self, username: str) -> ConnectedAppCredentials:
+        return ConnectedAppCredentials(
+            client_id=self.client_id, secret_id=self.secret_id, secret_value=self.secret_value,
+            username=username, scopes=self.scopes,
+        )
+
+
 class Settings(BaseModel):
     """Everything the Tableau access layer needs. Build it with `from_env()`, or directly in tests and demos."""
 
@@ -124,6 +148,8 @@ class Settings(BaseModel):
     verify_tls: bool = True
     ca_bundle: Path | None = None
     api_version: str | None = None  # None: negotiate with serverInfo, as TSC's use_server_version does
+    # The connected app per-user sessions sign in with (None: the service credential's app, if it is one).
+    connected_app: ConnectedApp | None = None
 
     @field_validator("server_url")
     @classmethod
@@ -180,6 +206,9 @@ class Settings(BaseModel):
 
         credentials = _credentials_from_env(get, problems)
         tunables = _tunables_from_env(get, problems)
+        app = _connected_app_from_env(get, problems)
+        if app is not None:
+            tunables["connected_app"] = app
 
         if problems:
             raise ConfigError(_message(problems))
@@ -189,6 +218,26 @@ class Settings(BaseModel):
             raise ConfigError(_message([_explain(error) for error in exc.errors()])) from None
 
     # -- derived -----------------------------------------------------------------------------
+
+    def user_app(self) -> ConnectedApp | None:
+        """The connected app that signs in as individual users, or None when none is configured."""
+        if self.connected_app is not None:
+            return self.connected_app
+        creds = self.credentials
+        if isinstance(creds, ConnectedAppCredentials):
+            return ConnectedApp(client_id=creds.client_id, secret_id=creds.secret_id,
+                                secret_value=creds.secret_value, scopes=creds.scopes)
+        return None
+
+    def as_user(self, username: str) -> Settings:
+        """These settings signing in as Tableau user `username` through the connected app."""
+        app = self.user_app()
+        if app is None:
+            raise ConfigError(
+                "Tableau configuration error: `identity: per_user` needs a connected app; set "
+                "TABLEAU_CONNECTED_APP_CLIENT_ID, TABLEAU_CONNECTED_APP_SECRET_ID and TABLEAU_CONNECTED_APP_SECRET_VALUE."
+            )
+        return self.model_copy(update={"credentials": app.for_user(username)})
 
     @property
     def verify(self) -> bool | str:
@@ -258,8 +307,7 @@ def _credentials_from_env(get, problems: list[str]) -> Credentials | None:
         return PatCredentials(name=get("TABLEAU_PAT_NAME"), secret=SecretStr(get("TABLEAU_PAT_SECRET")))
     if kind == "user name and password":
         return PasswordCredentials(username=get("TABLEAU_USERNAME"), password=SecretStr(get("TABLEAU_PASSWORD")))
-    scopes_raw = get("TABLEAU_JWT_SCOPES")
-    scopes = tuple(s.strip() for s in scopes_raw.split(",") if s.strip()) if scopes_raw else DEFAULT_JWT_SCOPES
+    scopes = _scopes(get("TABLEAU_JWT_SCOPES"))
     if not scopes:
         problems.append("TABLEAU_JWT_SCOPES is set but names no scope (use a comma-separated list)")
         return None
@@ -270,6 +318,33 @@ def _credentials_from_env(get, problems: list[str]) -> Credentials | None:
         username=get("TABLEAU_JWT_USERNAME"),
         scopes=scopes,
     )
+
+
+_CONNECTED_APP_VARS = (
+    "TABLEAU_CONNECTED_APP_CLIENT_ID",
+    "TABLEAU_CONNECTED_APP_SECRET_ID",
+    "TABLEAU_CONNECTED_APP_SECRET_VALUE",
+)
+
+
+def _connected_app_from_env(get, problems: list[str]) -> ConnectedApp | None:
+    present = [name for name in _CONNECTED_APP_VARS if get(name) is not None]
+    if not present:
+        return None
+    missing = [name for name in _CONNECTED_APP_VARS if get(name) is None]
+    if missing:
+        problems.append(f"the per-user connected app is incomplete: {', '.join(missing)} not set")
+        return None
+    scopes = _scopes(get("TABLEAU_CONNECTED_APP_SCOPES"))
+    if not scopes:
+        problems.append("TABLEAU_CONNECTED_APP_SCOPES is set but names no scope (use a comma-separated list)")
+        return None
+    client_id, secret_id, secret_value = (get(name) for name in _CONNECTED_APP_VARS)
+    return ConnectedApp(client_id=client_id, secret_id=secret_id, secret_value=SecretStr(secret_value), scopes=scopes)
+
+
+def _scopes(raw: str | None) -> tuple[str, ...]:
+    return tuple(s.strip() for s in raw.split(",") if s.strip()) if raw else DEFAULT_JWT_SCOPES
 
 
 def _tunables_from_env(get, problems: list[str]) -> dict[str, object]:

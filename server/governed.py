@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +123,12 @@ def http_auth_kwargs(policy: Policy, *, transport: str, no_auth: bool, host: str
             validate_token_resource=False,
         ),
     }
+
+
+def same_site(recorded: Mapping[str, Any] | None, site: Mapping[str, Any]) -> bool:
+    """Whether a request was made on `site` (the Tableau user it runs as, recorded under per-user identity,
+    is not part of the site)."""
+    return recorded is not None and {k: v for k, v in recorded.items() if k != "tableau_user"} == dict(site)
 
 
 class Governance:
@@ -260,6 +266,29 @@ class Governance:
             return local
         return Principal(name=name, roles=self.policy.roles_of(name), via="token")
 
+    # -- Tableau identity (policy `identity: service | per_user`) -------------------------------------------
+
+    @property
+    def per_user(self) -> bool:
+        return self.policy.identity == "per_user"
+
+    def tableau_user(self, principal: str | None) -> str | None:
+        """The Tableau user `principal` acts as under `identity: per_user`; None in service mode or unmapped."""
+        return self.policy.tableau_user_of(principal) if self.per_user and principal is not None else None
+
+    def unmapped(self, principal: str | None) -> str | None:
+        """Why `principal` cannot reach Tableau under `identity: per_user` (no mapping), else None."""
+        if not self.per_user or principal is None or self.tableau_user(principal) is not None:
+            return None
+        return (
+            f"principal '{principal}' has no Tableau user: this server signs in to Tableau as each caller "
+            f"(identity: per_user), so an administrator must set principals.{principal}.tableau_user in the policy"
+        )
+
+    def _identity_fields(self, principal: str | None) -> dict[str, Any]:
+        """`tableau_user` for an audit record under per-user identity (nothing in service mode)."""
+        return {"tableau_user": self.tableau_user(principal)} if self.per_user else {}
+
     def visible_tools(self, principal: str | None) -> set[str]:
         return set() if principal is None else visible_tools(self.policy, self._principal(principal))
 
@@ -289,7 +318,7 @@ class Governance:
         """The intent of a resource read or prompt get, written before anything runs (fail closed)."""
         self.audit.record_intent(
             call_id=call_id, principal=principal or "(nobody)", tool=f"{kind}:{name}", arguments=arguments,
-            policy_hash=self.policy.hash, effect="read",
+            policy_hash=self.policy.hash, effect="read", **self._identity_fields(principal),
         )
         self._principals[call_id] = principal or "(nobody)"
 
@@ -351,7 +380,9 @@ class Governance:
     # -- audit ----------------------------------------------------------------------------------
 
     def record_intent(self, call_id: str, principal: str, spec: ToolSpec, arguments: dict[str, Any],
-                      approval_id: str | None = None) -> None:
+                      approval_id: str | None = None, tableau_user: str | None = None) -> None:
+        """`tableau_user` (per-user identity) is the Tableau user the call acts as, on record next to the principal."""
+        identity = {"tableau_user": tableau_user} if self.per_user else {}  # the recorded one, for approved runs
         self.audit.record_intent(
             call_id=call_id,
             principal=principal,
@@ -360,6 +391,7 @@ class Governance:
             policy_hash=self.policy.hash,
             approval_id=approval_id,
             effect=spec.effect,
+            **identity,
         )
         self._principals[call_id] = principal  # only once on record: nothing runs before
 
@@ -461,7 +493,7 @@ class Governance:
         if request_id is not None:
             request = self.approvals.get(request_id)
             return [request] if request is not None and request.status == "approved" else []
-        return [r for r in self.approvals.list(status="approved") if r.site == site]
+        return [r for r in self.approvals.list(status="approved") if same_site(r.site, site)]
 
     def claim(self, request: ApprovalRequest, site: dict[str, Any]) -> ApprovalRequest | None:
         """Verify and atomically take an approved request to run; None when refused (audited by the store:

@@ -11,7 +11,8 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache, partial
@@ -39,6 +40,9 @@ from server.toolkit import Progress, ToolContext, ToolFailure, ToolSpec
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+# The Tableau client of the call or read in progress (per-user identity), for code reached without a ToolContext.
+_CALLER_TABLEAU: ContextVar[Any] = ContextVar("caller_tableau", default=None)
 
 # How often the server looks for approved requests to run: the cross-process fallback (another replica
 # sharing the store decides; its in-process wake-up cannot reach us). A decision here wakes the pool at once.
@@ -75,6 +79,9 @@ class Services:
 
     tableau: Any
     governance: Governance
+    # Under `identity: per_user`, the per-user sessions (server.tableau.UserSessions); `tableau` stays the
+    # service session (site identity, server-wide work).
+    identities: Any = None
 
 
 def _summary(result: BaseModel) -> str:
@@ -101,6 +108,8 @@ class CallPipeline:
     async def attached(self, services: Services) -> AsyncIterator[None]:
         self.services = services
         services.governance.observe(services.tableau)  # a no-op when the services factory already did it
+        if services.identities is not None:
+            services.governance.observe(services.identities)
         self._loop_token = anyio.lowlevel.current_token()
         self._woken = anyio.Event()
         self._limiter = anyio.CapacityLimiter(MAX_PARALLEL_RUNS)
@@ -162,6 +171,34 @@ class CallPipeline:
             raise ToolError("The server is still starting; try again in a moment.")
         return self.services
 
+    # -- the Tableau identity a call acts as --------------------------------------------------------
+
+    @asynccontextmanager
+    async def tableau_as(self, tableau_user: str | None) -> AsyncIterator[Any]:
+        """The Tableau client to act with: the service session, or (per-user identity) `tableau_user`'s own.
+        Resources read it back with `caller_tableau()`."""
+        services = self.live
+        if tableau_user is None:
+            yield services.tableau
+            return
+        if services.identities is None:
+            raise ToolError("This server has no per-user Tableau sessions configured; ask an administrator.")
+        async with services.identities.lease(tableau_user) as client:
+            token = _CALLER_TABLEAU.set(client)
+            try:
+                yield client
+            finally:
+                _CALLER_TABLEAU.reset(token)
+
+    def caller_tableau(self) -> Any:
+        """The Tableau client of the call or read in progress (the service session outside one)."""
+        return _CALLER_TABLEAU.get() or self.live.tableau
+
+    def site_of(self, tableau_user: str | None) -> dict[str, Any]:
+        """The site a request is bound to; under per-user identity, with the Tableau user it will run as."""
+        site = self.live.tableau.site_identity.model_dump()
+        return site if tableau_user is None else {**site, "tableau_user": tableau_user}
+
     async def list_filter_middleware(self, ctx: Any, call_next: Any) -> Any:
         """Hide the tools the caller may never use; `call` checks again, so hiding is not the only guard.
 
@@ -215,6 +252,10 @@ class CallPipeline:
         services = self.live
         governance = services.governance
         principal = governance.current_principal()
+        unmapped = governance.unmapped(principal)
+        if unmapped is not None:
+            await self.refused(f"{kind}:{name}", unmapped)
+            raise MCPError(INVALID_REQUEST, f"Refused: {unmapped}.")
         call_id = f"{kind}_" + secrets.token_hex(8)
         label = f"{kind}:{name}"
         started = time.monotonic()
@@ -231,7 +272,8 @@ class CallPipeline:
                     INVALID_REQUEST, f"Not allowed by policy: {decision.reason}. Ask an administrator if this is needed."
                 )
             try:
-                result = await produce()
+                async with self.tableau_as(governance.tableau_user(principal)):
+                    result = await produce()
             except TableauError as exc:
                 await _stored(governance.record_outcome, call_id, label, "error", started, error=str(exc))
                 raise MCPError(INTERNAL_ERROR, str(exc)) from None
@@ -254,6 +296,11 @@ class CallPipeline:
             # Denied and unknown tools answer alike, so the listing leaks nothing.
             await self.refused(spec.name, "hidden by the policy")
             raise ToolError(f"Unknown tool: {spec.name}")
+        unmapped = governance.unmapped(principal)
+        if unmapped is not None:
+            await self.refused(spec.name, unmapped)
+            raise ToolError(f"Refused: {unmapped}. Nothing was sent to Tableau.")
+        tableau_user = governance.tableau_user(principal)
         call_id = "call_" + secrets.token_hex(8)
         arguments = args.model_dump(mode="json")
         tool_ctx = ToolContext(
@@ -267,12 +314,14 @@ class CallPipeline:
         started = time.monotonic()
         async with services.tableau.operation(call_id):
             try:
-                await _stored(governance.record_intent, call_id, principal, spec, arguments)
+                await _stored(governance.record_intent, call_id, principal, spec, arguments, tableau_user=tableau_user)
             except AuditUnavailable as exc:
                 log.error("refusing %s: audit log unavailable: %s", spec.name, exc)
                 raise ToolError(_unaudited(exc)) from None
             try:
-                result = await self._decide_and_run(spec, args, arguments, tool_ctx)
+                async with self.tableau_as(tableau_user) as tableau:
+                    tool_ctx.tableau = tableau
+                    result = await self._decide_and_run(spec, args, arguments, tool_ctx, tableau_user)
             except ToolFailure as exc:
                 await _stored(governance.record_outcome, call_id, spec, "error", started, error=str(exc))
                 raise ToolError(str(exc)) from None
@@ -296,7 +345,7 @@ class CallPipeline:
             return result
 
     async def _decide_and_run(
-        self, spec: ToolSpec, args: BaseModel, arguments: dict[str, Any], ctx: ToolContext
+        self, spec: ToolSpec, args: BaseModel, arguments: dict[str, Any], ctx: ToolContext, tableau_user: str | None
     ) -> BaseModel:
         governance = self.live.governance
         if spec.literal_facts is not None:
@@ -312,7 +361,7 @@ class CallPipeline:
             targets = await spec.targets(ctx, args) if spec.targets else []
             request = await _stored(
                 governance.create_approval, ctx.principal, spec, arguments, preview, call_id=ctx.call_id,
-                targets=targets, site=self.live.tableau.site_identity.model_dump(),
+                targets=targets, site=self.site_of(tableau_user),
             )
             again = request.call_id != ctx.call_id
             pending = PendingApproval(
@@ -382,9 +431,12 @@ class CallPipeline:
 
         async def run_one(request: Any) -> None:
             nonlocal ran
+            # The request's own record says which Tableau user it runs as; the seal covers it.
+            recorded_user = (request.site or {}).get("tableau_user")
+            request_site = {**site, "tableau_user": recorded_user} if recorded_user is not None else site
             try:
                 async with limiter:
-                    claimed = await _stored(services.governance.claim, request, site)
+                    claimed = await _stored(services.governance.claim, request, request_site)
                     if claimed is not None:
                         ran += 1
                         await self._execute_claimed(self.specs[request.tool], claimed)
@@ -417,13 +469,17 @@ class CallPipeline:
     async def _run_in(self, ctx: ToolContext, spec: ToolSpec, request: Any, started: float) -> None:
         governance = self.live.governance
         call_id = ctx.call_id
-        async with self.live.tableau.operation(call_id):
+        tableau_user = (request.site or {}).get("tableau_user")
+        async with self.live.tableau.operation(call_id), AsyncExitStack() as acting:
             try:
                 await _stored(
-                    governance.record_intent, call_id, request.requester, spec, request.arguments, approval_id=request.id
+                    governance.record_intent, call_id, request.requester, spec, request.arguments, approval_id=request.id,
+                    tableau_user=tableau_user,
                 )
+                _check_identity(governance, request.requester, tableau_user)
+                ctx.tableau = await acting.enter_async_context(self.tableau_as(tableau_user))
                 args = spec.input_model.model_validate(request.arguments)
-                self.live.tableau.invalidate_caches()  # the targets' facts as they are now, not as cached before
+                ctx.tableau.invalidate_caches()  # the targets' facts as they are now, not as cached before
                 changed = describe_changes(request.targets, await spec.targets(ctx, args)) if spec.targets else ""
                 facts = await spec.facts(ctx, args) if spec.facts else {}
                 decision = await _stored(governance.decide, request.requester, spec, request.arguments, facts, call_id=call_id)
@@ -494,6 +550,19 @@ class CallPipeline:
 def request_uri(request_id: str) -> str:
     """The URI a client listens on to hear that request `request_id` changed."""
     return f"steward://requests/{request_id}"
+
+
+def _check_identity(governance: Governance, requester: str, recorded: str | None) -> None:
+    """An approved request runs as the requester's Tableau user recorded with it, so an approval never
+    widens what the requester could do in Tableau; a policy that now maps them otherwise refuses it."""
+    current = governance.tableau_user(requester)
+    if governance.per_user and recorded is None:
+        raise _Denied("Refused: the request was made without a Tableau user (identity: service) and this server "
+                      "now acts as each caller (identity: per_user); nothing was changed. Ask again.")
+    if current != recorded:
+        now = f"'{current}'" if current else "no Tableau user"
+        raise _Denied(f"Refused: the request was made as Tableau user '{recorded}', but the policy now maps "
+                      f"{requester} to {now}; nothing was changed.")
 
 
 @asynccontextmanager

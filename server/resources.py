@@ -81,7 +81,7 @@ def register_resources_and_prompts(mcp: MCPServer, pipeline: Any) -> None:
         return await pipeline.governed_read("resource", "site_summary", {"uri": SITE_SUMMARY_URI}, summarise)
 
     async def summarise() -> str:
-        tableau = pipeline.live.tableau
+        tableau = pipeline.caller_tableau()  # the caller's own session under per-user identity
         info = await tableau.server_info()
         counts: dict[str, int] = {}
 

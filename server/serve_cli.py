@@ -65,6 +65,7 @@ def _services_factory(settings, args: argparse.Namespace):
     from server.governed import Governance
     from server.pipeline import Services
     from server.tableau import TableauClient
+    from server.tableau.identities import UserSessions
 
     @asynccontextmanager
     async def open_services() -> AsyncIterator[Services]:
@@ -75,8 +76,13 @@ def _services_factory(settings, args: argparse.Namespace):
         try:
             client = TableauClient(settings)
             governance.observe(client)  # before connecting: the sign-in and serverInfo requests are audited
+            identities = UserSessions(settings) if governance.per_user else None  # no connected app: fails here
             async with client:
-                yield Services(tableau=client, governance=governance)
+                try:
+                    yield Services(tableau=client, governance=governance, identities=identities)
+                finally:
+                    if identities is not None:
+                        await identities.close()
         finally:
             governance.close()
 
@@ -103,6 +109,19 @@ def _port_in_use(args: argparse.Namespace) -> str | None:
             return None
     except OSError as exc:
         return f"cannot listen on {args.host}:{args.port} ({exc.strerror or exc}); pass another --port."
+
+
+def _no_connected_app(policy, settings) -> str | None:
+    """`identity: per_user` signs in as each caller through a connected app: without one, stop here."""
+    from server.config import ConfigError
+
+    if policy.identity != "per_user":
+        return None
+    try:
+        settings.as_user("check")
+    except ConfigError as exc:
+        return str(exc)
+    return None
 
 
 def _cannot_sign_in(settings) -> str | None:
@@ -140,7 +159,7 @@ def _serve(settings, args: argparse.Namespace) -> int:
     except (PolicyError, AuditUnavailable) as exc:
         print(f"tableau-steward: {exc}", file=sys.stderr)
         return 2
-    problem = _port_in_use(args) or _cannot_sign_in(settings)
+    problem = _port_in_use(args) or _no_connected_app(policy, settings) or _cannot_sign_in(settings)
     if problem:
         print(f"tableau-steward: {problem}", file=sys.stderr)
         return 2

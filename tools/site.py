@@ -26,6 +26,11 @@ class PolicyRule(BaseModel):
 class WhoAmIOutput(BaseModel):
     principal: str = Field(description="Who this server believes is calling (the policy's principal).")
     tableau_user: str | None = Field(None, description="The Tableau user every request is made as.")
+    identity: Literal["service", "per_user"] = Field(
+        "service",
+        description="service: every caller acts as the server's one Tableau account. per_user: the server signs "
+        "in as the caller's own Tableau user (tableau_user), so Tableau's permissions bound every answer.",
+    )
     tableau_user_id: str
     tableau_site_role: str | None = None
     site_name: str | None = None
@@ -47,6 +52,7 @@ async def whoami(ctx: ToolContext, args: WhoAmIInput) -> WhoAmIOutput:
     return WhoAmIOutput(
         principal=ctx.principal,
         tableau_user=info.user_name,
+        identity=ctx.approvals.policy.identity,
         tableau_user_id=info.user_id,
         tableau_site_role=info.user_site_role,
         site_name=info.site_name,

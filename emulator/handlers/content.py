@@ -7,7 +7,7 @@ from urllib.parse import unquote
 
 from .. import model as m
 from .. import tables
-from ..authz import is_admin, leads, may_change, require_change
+from ..authz import is_admin, leads, may_change, require_change, require_view, visible
 from ..errors import ApiError, missing
 from ..query import flag
 from ..routing import Call, Reply, route
@@ -64,7 +64,14 @@ def lookup(call: Call, resource: str, item_id: str) -> Any:
     item = getattr(call.state, collection).get(item_id)
     if item is None:
         raise missing(kind, item_id)
+    require_view(call.state, call.actor, resource, item)
     return item
+
+
+def listable(call: Call, resource: str, items: Any = None) -> list[Any]:
+    """What a list of `resource` selects from: only what the signed-in user may view (totals count these)."""
+    collection = KINDS[resource][0]
+    return visible(call.state, call.actor, resource, getattr(call.state, collection).values() if items is None else items)
 
 
 def project_of(state: m.SiteState, resource: str, item: Any) -> str | None:
@@ -93,7 +100,7 @@ def require_item_change(call: Call, resource: str, item: Any, capability: str = 
 def list_workbooks(call: Call) -> Reply:
     f, render = call.fields(WORKBOOK_ATTRS), call.render
     return call.page(
-        call.state.workbooks.values(),
+        listable(call, "workbooks"),
         tables.workbooks(call.state),
         "workbooks",
         lambda wb: render.workbook(wb, f),
@@ -134,7 +141,7 @@ def delete_workbook(call: Call) -> Reply:
 def workbook_views(call: Call) -> Reply:
     wb: m.Workbook = lookup(call, "workbooks", call.params["id"])
     usage, render = flag(call.query, "includeUsageStatistics"), call.render
-    views = [call.state.views[v] for v in wb.view_ids if v in call.state.views]
+    views = listable(call, "views", [call.state.views[v] for v in wb.view_ids if v in call.state.views])
     # Unpaged, like the real endpoint (tsc-wire §4).
     return Reply(
         200, "<views>" + "".join(render.view(v, usage=usage, nested=False) for v in views) + "</views>"
@@ -159,7 +166,7 @@ def refresh_workbook(call: Call) -> Reply:
 def list_datasources(call: Call) -> Reply:
     f, render = call.fields(DATASOURCE_ATTRS), call.render
     return call.page(
-        call.state.datasources.values(),
+        listable(call, "datasources"),
         tables.datasources(call.state),
         "datasources",
         lambda ds: render.datasource(ds, f),
@@ -217,7 +224,7 @@ def list_views(call: Call) -> Reply:
     f, render = call.fields(VIEW_ATTRS), call.render
     usage = flag(call.query, "includeUsageStatistics")
     return call.page(
-        call.state.views.values(),
+        listable(call, "views"),
         tables.views(call.state),
         "views",
         lambda v: render.view(v, f, usage=usage),
@@ -235,7 +242,7 @@ def get_view(call: Call) -> Reply:
 def list_flows(call: Call) -> Reply:
     f, render = call.fields(FLOW_ATTRS), call.render
     return call.page(
-        call.state.flows.values(),
+        listable(call, "flows"),
         tables.flows(call.state),
         "flows",
         lambda fl: render.flow(fl, f),

@@ -10,7 +10,7 @@ from ..authz import require_admin
 from ..errors import ApiError, bad_request, conflict, missing
 from ..query import flag
 from ..routing import Call, Reply, route
-from .content import WORKBOOK_ATTRS
+from .content import WORKBOOK_ATTRS, listable
 
 USER_ATTRS = (
     "id",
@@ -167,7 +167,7 @@ def user_groups(call: Call) -> Reply:
 def user_workbooks(call: Call) -> Reply:
     user = get_user(call, call.params["user"])
     f, render = call.fields(WORKBOOK_ATTRS), call.render
-    items = call.state.workbooks.values()
+    items = listable(call, "workbooks")
     if flag(call.query, "ownedBy"):
         items = [wb for wb in items if wb.owner_id == user.id]
     return call.page(

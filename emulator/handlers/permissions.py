@@ -15,6 +15,7 @@ from ..errors import ApiError, bad_request, missing
 from ..routing import Call, Reply, route
 from ..xmlout import el
 from .content import lookup, project_of
+from .projects import get_project
 
 _COMMON = ("Read", "Write", "ChangeHierarchy", "Delete", "ChangePermissions")
 _VIZ = (
@@ -64,10 +65,7 @@ def _resource(call: Call) -> tuple[str, Any]:
     if resource not in m.PERMISSION_RESOURCES:
         raise ApiError(404, "404003", "Resource Not Found", f"'{resource}' has no permissions endpoint here.")
     if resource == "projects":
-        project = call.state.projects.get(call.params["id"])
-        if project is None:
-            raise missing("project", call.params["id"])
-        return resource, project
+        return resource, get_project(call, call.params["id"])
     return resource, lookup(call, resource, call.params["id"])
 
 

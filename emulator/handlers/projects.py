@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .. import model as m
 from .. import tables
-from ..authz import is_admin, require_admin, require_change
+from ..authz import is_admin, require_admin, require_change, require_view, visible
 from ..errors import ApiError, bad_request, conflict, missing
 from ..generator import copy_rules
 from ..routing import Call, Reply, route
@@ -26,6 +26,7 @@ def get_project(call: Call, project_id: str) -> m.Project:
     project = call.state.projects.get(project_id)
     if project is None:
         raise missing("project", project_id)
+    require_view(call.state, call.actor, "projects", project)
     return project
 
 
@@ -34,7 +35,7 @@ def list_projects(call: Call) -> Reply:
     f = call.fields(PROJECT_ATTRS)
     render = call.render
     return call.page(
-        call.state.projects.values(),
+        visible(call.state, call.actor, "projects", call.state.projects.values()),
         tables.projects(call.state),
         "projects",
         lambda p: render.project(p, f),

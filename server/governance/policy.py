@@ -306,11 +306,13 @@ class RoleSpec(_Strict):
 class PrincipalSpec(_Strict):
     roles: StrList = []
     description: str = ""
+    tableau_user: Name | None = None  # the Tableau user this principal acts as under `identity: per_user`
 
 
 class LocalSpec(_Strict):
     principal: Name
     roles: StrList = []
+    tableau_user: Name | None = None
 
 
 # What a bearer token may be used for: "mcp" calls tools; "admin" lists and decides approval requests
@@ -377,6 +379,9 @@ class AuditSpec(_Strict):
 class PolicySpec(_Strict):
     version: Literal[1]
     mode: Literal["read-only", "read-write"]
+    # service: every call acts as the one configured Tableau account. per_user: the server signs in with
+    # the connected app as the calling principal's `tableau_user`, so Tableau's permissions bound each answer.
+    identity: Literal["service", "per_user"] = "service"
     local: LocalSpec | None = None
     roles: Annotated[dict[str, RoleSpec], BeforeValidator(_name_table)] = {}
     principals: Annotated[dict[str, PrincipalSpec], BeforeValidator(_name_table)] = {}
@@ -609,6 +614,18 @@ class Policy:
             base = self.source.parent if self.source is not None else Path.cwd()
             path = base / path
         return path
+
+    @property
+    def identity(self) -> str:
+        return self.spec.identity
+
+    def tableau_user_of(self, name: str) -> str | None:
+        """The Tableau user `name` maps to (`principals.<name>.tableau_user`, or `local.tableau_user`)."""
+        spec = self.spec.principals.get(name)
+        if spec is not None and spec.tableau_user:
+            return spec.tableau_user
+        local = self.spec.local
+        return local.tableau_user if local is not None and local.principal == name else None
 
     # principals
     def known_principals(self) -> frozenset[str]:

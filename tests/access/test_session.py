@@ -5,6 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
+from emulator.authz import may_view
 from emulator.testing import CONNECTED_APP, PASSWORD
 from server.config import ConnectedAppCredentials, PasswordCredentials, Settings
 from server.tableau import TableauClient
@@ -104,7 +105,11 @@ async def test_password_and_connected_app_sign_in(emu):
     async with TableauClient(settings) as client:
         assert (await client.server_info()).user_name == "creator@example.com"
         emu.control.expire_sessions()  # a re-sign-in mints a fresh JWT
-        assert len(await client.list_content("workbook")) == 12
+        creator = emu.state.user_by_name("creator@example.com")
+        # The creator's own view of the site (the emulator bounds reads by the View permission, as Tableau does).
+        assert len(await client.list_content("workbook")) == sum(
+            may_view(emu.state, creator, "workbooks", wb) for wb in emu.state.workbooks.values()
+        )
         assert client.sign_ins == 2
 
 

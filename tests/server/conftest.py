@@ -75,13 +75,19 @@ class Steward:
         from server.governed import Governance
         from server.pipeline import Services
         from server.tableau import TableauClient
+        from server.tableau.identities import UserSessions
 
         governance = Governance.open(self.policy_path)
         try:
             tableau = TableauClient(settings)
             governance.observe(tableau)  # as the server does: the sign-in is audited too
+            identities = UserSessions(settings) if governance.per_user else None
             async with tableau:
-                yield Services(tableau=tableau, governance=governance)
+                try:
+                    yield Services(tableau=tableau, governance=governance, identities=identities)
+                finally:
+                    if identities is not None:
+                        await identities.close()
         finally:
             governance.close()
 

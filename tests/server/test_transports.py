@@ -351,10 +351,6 @@ async def test_http_demo_with_a_wrong_token_is_refused(demo_http: HttpServer) ->
 async def governed_http_server(steward: Steward, token: str, principal: str) -> AsyncIterator[HttpServer]:
     """The governed server over real streamable HTTP in this event loop, built the way auth works today:
     with ready `Services` whose governance is opened for HTTP (so build_server installs the token verifier)."""
-    import anyio
-    import uvicorn
-
-    from server.app import build_server
     from server.governed import Governance
     from server.pipeline import Services
     from server.tableau import TableauClient
@@ -363,21 +359,34 @@ async def governed_http_server(steward: Steward, token: str, principal: str) -> 
     policy_path = token_policy(steward.policy_path.parent, token, principal=principal)
     governance = Governance.open(policy_path, transport="http", host="127.0.0.1", port=port)
     try:
-        async with TableauClient(steward.settings()) as tableau:
-            mcp = build_server(Services(tableau=tableau, governance=governance))
-            app = mcp.streamable_http_app(streamable_http_path="/mcp", host="127.0.0.1")
-            server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(server.serve)
-                with anyio.fail_after(START_TIMEOUT):
-                    while not server.started:
-                        await anyio.sleep(0.05)
-                try:
-                    yield HttpServer(url=f"http://127.0.0.1:{port}/mcp", token=token, principal=principal)
-                finally:
-                    server.should_exit = True
+        async with (
+            TableauClient(steward.settings()) as tableau,
+            serving_http(Services(tableau=tableau, governance=governance), port) as url,
+        ):
+            yield HttpServer(url=url, token=token, principal=principal)
     finally:
         governance.close()
+
+
+@contextlib.asynccontextmanager
+async def serving_http(services: object, port: int) -> AsyncIterator[str]:
+    """`build_server(services)` over real streamable HTTP on `port` in this event loop; yields the MCP URL."""
+    import anyio
+    import uvicorn
+
+    from server.app import build_server
+
+    app = build_server(services).streamable_http_app(streamable_http_path="/mcp", host="127.0.0.1")
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(server.serve)
+        with anyio.fail_after(START_TIMEOUT):
+            while not server.started:
+                await anyio.sleep(0.05)
+        try:
+            yield f"http://127.0.0.1:{port}/mcp"
+        finally:
+            server.should_exit = True
 
 
 async def test_bearer_tokens_over_http_map_to_principals_and_refuse_the_rest(steward: Steward) -> None:
