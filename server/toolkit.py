@@ -117,6 +117,9 @@ class ToolSpec:
     # The arguments that designate the targets: two requests with the same targets and other arguments
     # are the same request, whether the target was named or given by id.
     target_args: tuple[str, ...] = ()
+    # The policy facts `facts` resolves (server/governance/policy.py CONDITION_FACTS, "change_count"): a
+    # rule's condition concerns the tool only when it is listed here.
+    fact_names: frozenset[str] = frozenset()
 
     @property
     def is_write(self) -> bool:
