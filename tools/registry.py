@@ -10,8 +10,10 @@ from tools.directory import LIST_GROUPS, LIST_USERS
 from tools.groups import ADD_USER_TO_GROUP
 from tools.jobs import GET_JOB, LIST_JOBS, REFRESH_AND_WAIT
 from tools.listing import LIST_CONTENT
+from tools.ownership import TRANSFER_CONTENT_OWNERSHIP
 from tools.permissions import INSPECT_PERMISSIONS
 from tools.site import LIST_REFRESH_TASKS, WHOAMI
+from tools.sync import SYNC_GROUP_MEMBERS
 
 _SPECS: tuple[ToolSpec, ...] = (
     LIST_CONTENT,
@@ -24,6 +26,8 @@ _SPECS: tuple[ToolSpec, ...] = (
     LIST_REFRESH_TASKS,
     REFRESH_AND_WAIT,
     ADD_USER_TO_GROUP,
+    SYNC_GROUP_MEMBERS,
+    TRANSFER_CONTENT_OWNERSHIP,
     GET_REQUEST,
     WHOAMI,
 )
