@@ -10,7 +10,8 @@ from pydantic import BaseModel, Field, ValidationError
 
 from server.toolkit import READ_ONLY, ToolContext, ToolFailure, ToolSpec
 from tools.groups import AddUserToGroupOutput
-from tools.jobs import RefreshOutput
+from tools.jobs import CancelJobOutput, RefreshOutput
+from tools.lifecycle import CreateUserOutput, RemoveUserFromGroupOutput, UpdateUserSiteRoleOutput
 from tools.ownership import TransferOwnershipOutput
 from tools.sync import SyncGroupMembersOutput
 
@@ -28,7 +29,10 @@ class ApprovalDecision(BaseModel):
 
 class RequestResult(BaseModel):
     ok: bool = Field(description="True when the change ran; false when running it failed.")
-    output: RefreshOutput | AddUserToGroupOutput | TransferOwnershipOutput | SyncGroupMembersOutput | None = Field(
+    output: (
+        RefreshOutput | AddUserToGroupOutput | TransferOwnershipOutput | SyncGroupMembersOutput
+        | RemoveUserFromGroupOutput | CreateUserOutput | UpdateUserSiteRoleOutput | CancelJobOutput | None
+    ) = Field(
         None, description="The tool's result, the same as calling it directly would have returned."
     )
     error: str | None = Field(None, description="Why running it failed.")

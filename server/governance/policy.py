@@ -156,6 +156,19 @@ DEFAULT_CATALOG: Mapping[str, ToolInfo] = MappingProxyType(
         "add_user_to_group": ToolInfo(
             is_write=True, facts=frozenset({"group_name", "target_user_site_role", "group_minimum_site_role"})
         ),
+        "remove_user_from_group": ToolInfo(
+            is_write=True,
+            facts=frozenset({"group_name", "target_user_site_role", "group_minimum_site_role", CHANGE_COUNT}),
+        ),
+        "create_user": ToolInfo(
+            is_write=True,
+            facts=frozenset({"from_site_role", "to_site_role", "target_user_site_role", "group_name",
+                             "group_minimum_site_role", CHANGE_COUNT}),
+        ),
+        "update_user_site_role": ToolInfo(
+            is_write=True, facts=frozenset({"from_site_role", "to_site_role", "target_user_site_role", CHANGE_COUNT})
+        ),
+        "cancel_job": ToolInfo(is_write=True, facts=frozenset({CHANGE_COUNT})),
     }
 )
 
