@@ -22,9 +22,12 @@ from tools.content import OWNED_KINDS, ContentFilters, resolve_owner, select_con
 
 OwnedKind = Literal["workbook", "datasource", "flow", "project"]
 ItemStatus = Literal["moved", "no_change", "failed", "gone"]
-# Per-item results shown in one answer; the counts always cover every item.
-MAX_RESULTS_SHOWN = 200
+# An approved request's result is stored in at most 4,000 characters (server/governance/approvals.py
+# MAX_RESULT), and what does not fit is lost: per-item lists are cut to this many characters of JSON,
+# failures first, and the counts always cover every item (each PUT is in the audit log regardless).
+RESULT_BUDGET = 2800
 EXAMPLES_SHOWN = 5
+MOVES_IN_FLIGHT = 8
 
 # Hand-over replaces who controls the content (the old owner loses their implicit rights): destructive.
 WRITE_DESTRUCTIVE_IDEMPOTENT = ToolAnnotations(
@@ -62,7 +65,9 @@ class TransferOwnershipOutput(BaseModel):
     no_change: int = Field(description="Items the new owner already owned.")
     failed: int
     gone: int = Field(description="Approved items that no longer exist.")
-    results: list[ItemResult] = Field(description="Failed and gone items first, then the rest, up to 200.")
+    results: list[ItemResult] = Field(
+        description="Failed and gone items first, then the rest, as many as fit (see results_total)."
+    )
     results_total: int
     message: str
 
@@ -77,6 +82,16 @@ class _Selection(BaseModel):
     new_owner_role: str
     items: list[_Item]
     gone: list[_Item] = Field(default_factory=list)
+
+
+def fitting(items: list[BaseModel], budget: int) -> int:
+    """How many of `items`, from the first, fit in `budget` characters of JSON."""
+    used = 0
+    for count, item in enumerate(items):
+        used += len(item.model_dump_json()) + 2
+        if used > budget:
+            return count
+    return len(items)
 
 
 def _kinds(args: TransferOwnershipInput) -> tuple[str, ...]:
@@ -257,10 +272,12 @@ def _message(chosen: _Selection, counts: Counter[str]) -> str:
 
 async def transfer_content_ownership(ctx: ToolContext, args: TransferOwnershipInput) -> TransferOwnershipOutput:
     chosen = _licensed(await _selection(ctx, args))
-    results = []
-    for done, item in enumerate(chosen.items):
-        results.append(await _move(ctx, chosen, item))
-        await ctx.progress(done + 1, len(chosen.items), f"{item.kind} {item.name}")
+    results: list[ItemResult] = []
+    # A few moves in flight at once (the access layer's concurrency limit still bounds the traffic).
+    for start in range(0, len(chosen.items), MOVES_IN_FLIGHT):
+        batch = chosen.items[start : start + MOVES_IN_FLIGHT]
+        results += await gather(*(partial(_move, ctx, chosen, item) for item in batch))
+        await ctx.progress(len(results), len(chosen.items), f"{len(results)} of {len(chosen.items)} items")
     results += [ItemResult(kind=i.kind, id=i.id, name=i.name, status="gone") for i in chosen.gone]
     counts = Counter(r.status for r in results)
     results.sort(key=lambda r: ("failed", "gone", "moved", "no_change").index(r.status))
@@ -271,7 +288,7 @@ async def transfer_content_ownership(ctx: ToolContext, args: TransferOwnershipIn
         no_change=counts["no_change"],
         failed=counts["failed"],
         gone=counts["gone"],
-        results=results[:MAX_RESULTS_SHOWN],
+        results=results[: fitting(results, RESULT_BUDGET)],
         results_total=len(results),
         message=_message(chosen, counts),
     )

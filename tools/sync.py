@@ -18,7 +18,7 @@ from server.tableau.errors import TableauError
 from server.toolkit import TargetGone, ToolContext, ToolFailure, ToolSpec
 from tools.common import gather
 from tools.directory import resolve_group
-from tools.ownership import WRITE_DESTRUCTIVE_IDEMPOTENT
+from tools.ownership import RESULT_BUDGET, WRITE_DESTRUCTIVE_IDEMPOTENT, fitting
 
 ChangeStatus = Literal["added", "removed", "no_change", "failed", "gone"]
 NAMES_SHOWN = 8
@@ -49,7 +49,10 @@ class MemberChange(BaseModel):
 class GroupSyncResult(BaseModel):
     group_id: str
     group: str
-    changes: list[MemberChange] = Field(description="One entry per approved addition or removal.")
+    changes: list[MemberChange] = Field(
+        description="The approved additions and removals, failures first, as many as fit (see changes_total)."
+    )
+    changes_total: int
     # None for an approved request: it acts on the approved ids only and does not re-read the list.
     already_members: int | None = Field(description="Listed users who were members already.")
     kept_not_listed: int | None = Field(
@@ -263,17 +266,22 @@ async def _apply(ctx: ToolContext, plan: GroupPlan, action: str, user: Any) -> M
 
 async def sync_group_members(ctx: ToolContext, args: SyncGroupMembersInput) -> SyncGroupMembersOutput:
     results = []
+    counted: Counter[str] = Counter()
+    budget = RESULT_BUDGET // max(1, len(args.groups))
     for plan in await _plans(ctx, args):
         changes = [await _apply(ctx, plan, "add", u) for u in plan.to_add]
         changes += [await _apply(ctx, plan, "remove", u) for u in plan.to_remove]
+        counted.update(c.status for c in changes)
+        changes.sort(key=lambda c: c.status != "failed")
         results.append(
             GroupSyncResult(
-                group_id=plan.group.id, group=plan.group.name, changes=changes,
+                group_id=plan.group.id, group=plan.group.name, changes=changes[: fitting(changes, budget)],
+                changes_total=len(changes),
                 already_members=plan.already_members, kept_not_listed=plan.kept_not_listed,
                 unknown=plan.unknown, needs_license=[u.name for u in plan.needs_license],
             )
         )
-    counts = Counter(c.status for r in results for c in r.changes)
+    counts = counted
     message = (
         f"Added {counts['added']}, removed {counts['removed']}, {counts['no_change']} already as listed"
         + (f", {counts['gone']} users no longer exist" if counts["gone"] else "")

@@ -298,3 +298,35 @@ def test_the_shipped_policy_gates_both_tools_and_denies_syncing_administrator_gr
     policy = load_policy(SHIPPED_POLICY, tool_catalog())
     analyst = policy.local_principal()
     assert decide(policy, analyst, tool, facts).effect == effect
+
+
+async def test_transfer_of_1000_items_on_the_large_site_costs_one_put_per_item_and_no_item_reads(
+    tmp_path: Path,
+) -> None:
+    from emulator.testing import start_emulator
+    from tests.server.conftest import site_copy
+
+    site = site_copy("large")
+    heir = min((u for u in site.users.values() if u.site_role == "Creator"), key=lambda u: u.name)
+    chosen = sorted(wb.id for wb in site.workbooks.values() if wb.owner_id != heir.id)[:1000]
+    with start_emulator(site, job_speed=500) as emu:
+        steward = Steward(emulator=emu, policy_path=write_policy(tmp_path, GATED_POLICY.format(ttl="1h")))
+        async with steward.client() as client:
+            approval = await request_and_approve(
+                steward, client, "transfer_content_ownership",
+                {"kind": "workbook", "item_ids": chosen, "new_owner": heir.name},
+            )
+            assert "Moves 1000 items" in approval["preview"]
+            mark = len(emu.request_log)
+            output = (await execute(client, approval["request_id"]))["output"]
+        assert (output["moved"], output["failed"], output["results_total"]) == (1000, 0, 1000)
+        assert 0 < len(output["results"]) < 1000, "per-item results are cut to fit; the counts cover every item"
+        assert all(site.workbooks[i].owner_id == heir.id for i in chosen)
+        log = steward.requests_since(mark)
+        puts = [e for e in log if e.method == "PUT"]
+        assert sorted(e.path.rsplit("/", 1)[-1] for e in puts) == chosen
+        assert writes(steward, mark) == puts
+        wanted = set(chosen)
+        assert [e for e in log if e.method == "GET" and e.path.rsplit("/", 1)[-1] in wanted] == []
+        reads = [e for e in log if e.method == "GET"]
+        assert len(reads) < 60, f"listings only ({len(reads)} pages), never one read per item"
