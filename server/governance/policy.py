@@ -177,7 +177,10 @@ DEFAULT_CATALOG: Mapping[str, ToolInfo] = MappingProxyType(
 DEFAULT_READABLES: Mapping[str, frozenset[str]] = MappingProxyType(
     {
         "resource": frozenset({"site_summary", "policy"}),
-        "prompt": frozenset({"audit_project_ownership", "why_cannot_user_access", "failed_refreshes"}),
+        "prompt": frozenset({
+            "audit_project_ownership", "why_cannot_user_access", "failed_refreshes",
+            "reclaim_licenses", "hand_over_content", "reconcile_group",
+        }),
     }
 )
 

@@ -13,6 +13,7 @@ from emulator import model as m
 from emulator.testing import DEMO_PAT, signed_in_server, start_emulator
 from tests.server.conftest import Steward, error_text, site_copy, structured, write_policy
 from tests.server.test_governance_flow import GATED_POLICY, approvals_cli
+from tests.server.test_governed_resources import records
 
 pytestmark = pytest.mark.anyio
 READS = ("GET",)
@@ -309,3 +310,30 @@ async def test_past_max_changes_the_request_needs_two_approvers(steward: Steward
         done = structured(await client.call_tool("get_request", {"request_id": request_id}))
         assert done["status"] == "executed", done
     assert steward.state.user_by_name(name) is not None
+
+
+# -- prompts for the governance routines ----------------------------------------------------------------------
+
+
+async def test_the_routine_prompts_name_the_governed_tools_and_check_their_arguments(steward: Steward) -> None:
+    from mcp.shared.exceptions import MCPError
+
+    async with steward.client() as client:
+        listed = {p.name for p in (await client.list_prompts()).prompts}
+        assert {"reclaim_licenses", "hand_over_content", "reconcile_group"} <= listed
+        reclaim = (await client.get_prompt("reclaim_licenses", {"inactive_days": "120"})).messages[0].content.text
+        assert "120 days" in reclaim and "update_user_site_role with site_role='Unlicensed'" in reclaim
+        handover = (await client.get_prompt(
+            "hand_over_content", {"user": "old.hand", "new_owner": "dana.ito", "project": "Finance"})).messages[0].content.text
+        assert "transfer_content_ownership with owner='old.hand', new_owner='dana.ito', project='Finance'" in handover
+        reconcile = (await client.get_prompt(
+            "reconcile_group", {"group": "Sales", "members": "a@x.com, b@x.com", "remove_missing": "true"}
+        )).messages[0].content.text
+        assert '["a@x.com", "b@x.com"]' in reconcile and "remove_missing=true" in reconcile
+        with pytest.raises(MCPError, match="inactive_days"):
+            await client.get_prompt("reclaim_licenses", {"inactive_days": "soon"})
+        with pytest.raises(MCPError, match="new_owner"):
+            await client.get_prompt("hand_over_content", {"user": "old.hand"})
+    audited = [r["tool"] for r in records(steward) if r["kind"] == "tool_call.outcome"]
+    assert {"prompt:reclaim_licenses", "prompt:hand_over_content", "prompt:reconcile_group"} <= set(audited)
+
