@@ -20,6 +20,7 @@ MODULES: tuple[str, ...] = (
     "policy_yaml",
     "approval_claim",
     "large_pages",
+    "ownership_transfer",
 )
 
 

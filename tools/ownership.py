@@ -11,6 +11,7 @@ from collections import Counter
 from functools import partial
 from typing import Any, Literal
 
+import anyio
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
@@ -272,12 +273,19 @@ def _message(chosen: _Selection, counts: Counter[str]) -> str:
 
 async def transfer_content_ownership(ctx: ToolContext, args: TransferOwnershipInput) -> TransferOwnershipOutput:
     chosen = _licensed(await _selection(ctx, args))
-    results: list[ItemResult] = []
-    # A few moves in flight at once (the access layer's concurrency limit still bounds the traffic).
-    for start in range(0, len(chosen.items), MOVES_IN_FLIGHT):
-        batch = chosen.items[start : start + MOVES_IN_FLIGHT]
-        results += await gather(*(partial(_move, ctx, chosen, item) for item in batch))
-        await ctx.progress(len(results), len(chosen.items), f"{len(results)} of {len(chosen.items)} items")
+    # A sliding window of moves in flight (the access layer's concurrency limit still bounds the traffic).
+    window = anyio.CapacityLimiter(MOVES_IN_FLIGHT)
+    finished = 0
+
+    async def move(item: _Item) -> ItemResult:
+        nonlocal finished
+        async with window:
+            result = await _move(ctx, chosen, item)
+        finished += 1
+        await ctx.progress(finished, len(chosen.items), f"{finished} of {len(chosen.items)} items")
+        return result
+
+    results: list[ItemResult] = await gather(*(partial(move, item) for item in chosen.items))
     results += [ItemResult(kind=i.kind, id=i.id, name=i.name, status="gone") for i in chosen.gone]
     counts = Counter(r.status for r in results)
     results.sort(key=lambda r: ("failed", "gone", "moved", "no_change").index(r.status))

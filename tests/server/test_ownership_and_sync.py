@@ -330,3 +330,62 @@ async def test_transfer_of_1000_items_on_the_large_site_costs_one_put_per_item_a
         assert [e for e in log if e.method == "GET" and e.path.rsplit("/", 1)[-1] in wanted] == []
         reads = [e for e in log if e.method == "GET"]
         assert len(reads) < 60, f"listings only ({len(reads)} pages), never one read per item"
+
+
+# -- the CLI: tableau-steward sync groups FILE [--apply] ------------------------------------------------
+
+
+async def sync_cli(steward: Steward, monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
+    import anyio
+
+    from emulator.testing import DEMO_PAT
+    from server.cli import main as cli_main
+
+    for name, value in {
+        "TABLEAU_SERVER_URL": steward.emulator.url, "TABLEAU_SITE_ID": steward.state.content_url,
+        "TABLEAU_PAT_NAME": DEMO_PAT[0], "TABLEAU_PAT_SECRET": DEMO_PAT[1],
+    }.items():
+        monkeypatch.setenv(name, value)
+    argv = ["sync", "groups", *args, "--policy", str(steward.policy_path)]
+    return await anyio.to_thread.run_sync(cli_main, argv)
+
+
+async def test_cli_prints_the_diff_and_apply_only_creates_a_request_that_approval_runs(
+    gated: Steward, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    state = gated.state
+    group, keep, add, _ = sync_case(state)
+    before = set(group.member_ids)
+    source = tmp_path / "marketing.csv"
+    source.write_text("group,member\n" + "".join(f"{group.name},{u.email}\n" for u in keep + add))
+    mark = len(gated.emulator.request_log)
+    assert await sync_cli(gated, monkeypatch, str(source)) == 0
+    printed = capsys.readouterr().out
+    assert f"add 3 [{', '.join(u.name for u in add)}]" in printed and "Nothing was changed" in printed
+    assert writes(gated, mark) == [] and group.member_ids == before
+
+    yaml_source = tmp_path / "marketing.yaml"
+    yaml_source.write_text(f"{group.name}:\n" + "".join(f"  - {u.name}\n" for u in keep + add))
+    async with gated.client() as client:
+        assert await sync_cli(gated, monkeypatch, str(yaml_source), "--apply") == 0
+        printed = capsys.readouterr().out
+        assert "is pending approval" in printed and "add 3" in printed
+        assert writes(gated, mark) == [] and group.member_ids == before, "--apply never bypasses approval"
+        request_id = printed.split("Request ", 1)[1].split()[0]
+        assert await approvals_cli(gated, "approve", request_id) == 0
+        output = (await execute(client, request_id))["output"]
+    assert output["added"] == 3 and group.member_ids == before | {u.id for u in add}
+    assert sum(e.method == "POST" for e in writes(gated, mark)) == 3
+
+
+async def test_cli_refuses_a_file_it_cannot_read_as_groups(
+    gated: Steward, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    source = tmp_path / "bad.csv"
+    source.write_text("name,role\nsam,Viewer\n")
+    assert await sync_cli(gated, monkeypatch, str(source)) == 2
+    assert "needs a header row with a 'group'" in capsys.readouterr().err
+    source = tmp_path / "bad.yaml"
+    source.write_text("Marketing: sam\n")
+    assert await sync_cli(gated, monkeypatch, str(source), "--apply") == 2
+    assert "give a group name and a list" in capsys.readouterr().err
