@@ -47,6 +47,21 @@ def writes(steward: Steward, since: int) -> list[Any]:
             and not e.path.endswith(("/auth/signin", "/auth/signout"))]
 
 
+def audited_writes(steward: Steward, request_id: str) -> list[tuple[str, str]]:
+    """The Tableau writes the audit log links to the execution of approval request `request_id`."""
+    from server.governance import AuditLog
+
+    log = AuditLog.open(steward.policy_path.parent / "audit.sqlite", readonly=True)
+    try:
+        records = [r.to_dict() for r in log.records()]
+    finally:
+        log.close()
+    runs = {r["call_id"] for r in records if r["kind"] == "tool_call.intent" and r.get("approval_id") == request_id}
+    assert len(runs) == 1, "the approved request ran once, as one audited call"
+    return [(r["method"], r["path"]) for r in records
+            if r["kind"] == "tableau_request" and r.get("call_id") in runs and r["method"] != "GET"]
+
+
 async def request_and_approve(steward: Steward, client: Any, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
     """Call a gated tool, approve the request with the site-admin's admin token; returns the pending answer."""
     pending = structured(await client.call_tool(tool, arguments))
@@ -102,6 +117,9 @@ async def test_sync_previews_the_exact_diff_and_adds_only_it_by_default(gated: S
     assert group.member_ids == before | {u.id for u in add}
     posted = writes(gated, mark)
     assert [(e.method, e.path.rsplit("/", 2)[-2:]) for e in posted] == [("POST", [group.id, "users"])] * 3
+    # Every change is an audited Tableau request under the call that ran the approved request.
+    audited = audited_writes(gated, approval["request_id"])
+    assert sorted(audited) == sorted((e.method, e.path) for e in posted)
 
 
 async def test_sync_with_remove_missing_removes_who_is_not_listed(gated: Steward) -> None:
@@ -163,6 +181,7 @@ async def test_a_partial_failure_then_a_rerun_completes_with_nothing_applied_twi
         assert "HTTP 500" in failed[0]["detail"] and "tsResponse" not in failed[0]["detail"], failed[0]["detail"]
         assert "run the same sync again" in output["message"]
         assert wanted[1].id not in group.member_ids
+        assert len(audited_writes(gated, approval["request_id"])) == len(wanted), "the failed write is audited too"
 
         again = await request_and_approve(gated, client, "sync_group_members", arguments)
         assert f"add 1 [{wanted[1].name}]" in again["preview"] and "3 already members" in again["preview"]
@@ -389,3 +408,22 @@ async def test_cli_refuses_a_file_it_cannot_read_as_groups(
     source.write_text("Marketing: sam\n")
     assert await sync_cli(gated, monkeypatch, str(source), "--apply") == 2
     assert "give a group name and a list" in capsys.readouterr().err
+
+
+async def test_under_the_shipped_policy_both_wait_for_approval_and_an_admin_group_sync_is_denied(
+    steward: Steward, tmp_path: Path
+) -> None:
+    steward.policy_path = write_policy(tmp_path, SHIPPED_POLICY.read_text())
+    state = steward.state
+    async with steward.client() as client:
+        mark = len(steward.emulator.request_log)
+        for tool, arguments in (
+            ("sync_group_members", {"groups": [{"group": "Marketing", "members": ["marcus.chen@example.com"]}]}),
+            ("transfer_content_ownership", {"owner": "laura.jensen@example.com", "new_owner": heir_of(state).name}),
+        ):
+            assert structured(await client.call_tool(tool, arguments))["status"] == "pending_approval", tool
+        text = error_text(await client.call_tool(
+            "sync_group_members", {"groups": [{"group": "Administrators", "members": ["marcus.chen@example.com"]}]}
+        ))
+        assert "Not allowed by policy" in text
+    assert writes(steward, mark) == []
