@@ -113,16 +113,21 @@ async def _select(ctx: ToolContext, args: TransferOwnershipInput) -> _Selection:
             "selects a whole site. find_owners shows who owns what."
         )
     kinds = _kinds(args)
-    new_owner, *selections = await gather(
-        partial(resolve_owner, ctx, args.new_owner),
-        *(partial(select_content, ctx, kind, args, lean=True) for kind in kinds),
-    )
     wanted = set(args.item_ids or ())
+    # With item_ids, an item the new owner already holds stays selected (no_change), so re-running the same
+    # call after a partial failure finishes the rest instead of failing on the moved ones.
+    filters = args.model_copy(update={"owner": None}) if wanted else args
+    new_owner, old_owner, *selections = await gather(
+        partial(resolve_owner, ctx, args.new_owner),
+        partial(_owner_id, ctx, args.owner if wanted else None),
+        *(partial(select_content, ctx, kind, filters, lean=True) for kind in kinds),
+    )
+    owners = None if old_owner is None else {old_owner, new_owner.id}
     items = [
         _Item(kind=kind, id=record.id, name=record.name, project_path=path, owner_id=record.owner_id)
         for kind, selection in zip(kinds, selections, strict=True)
         for record, path in selection
-        if not wanted or record.id in wanted
+        if (not wanted or record.id in wanted) and (owners is None or record.owner_id in owners)
     ]
     unmatched = wanted - {item.id for item in items}
     if unmatched:
@@ -136,6 +141,10 @@ async def _select(ctx: ToolContext, args: TransferOwnershipInput) -> _Selection:
     return _licensed(
         _Selection(new_owner_id=new_owner.id, new_owner=new_owner.name, new_owner_role=new_owner.site_role, items=items)
     )
+
+
+async def _owner_id(ctx: ToolContext, owner: str | None) -> str | None:
+    return (await resolve_owner(ctx, owner)).id if owner else None
 
 
 def _licensed(chosen: _Selection) -> _Selection:

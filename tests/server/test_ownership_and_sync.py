@@ -266,8 +266,7 @@ async def test_transfer_partial_failure_says_what_moved_and_a_rerun_finishes(gat
         stuck = output["results"][0]["id"]
         assert state.workbooks[stuck].owner_id == leaver.id
 
-        # The same selection by ids: the moved ones are no_change, the failed one moves now.
-        arguments.pop("owner")
+        # The same call again: the moved ones are no_change, the failed one moves now.
         mark = len(gated.emulator.request_log)
         again = await request_and_approve(gated, client, "transfer_content_ownership", arguments)
         assert "Moves 1 items" in again["preview"] and f"{len(workbooks) - 1} selected items are already owned" in again["preview"]
