@@ -250,6 +250,43 @@ async def case_whoami(client, large: Large) -> list[Any]:
     return [result]
 
 
+async def case_remove_user_from_group(client, large: Large) -> list[Any]:
+    state = large.state
+    group = unique_group(state, exclude={large.gated_group})
+    user = next(state.users[u] for u in sorted(group.member_ids))
+    before = len(group.member_ids)
+    body = fits(result := await client.call_tool("remove_user_from_group", {"user": user.id, "group": group.name}))
+    assert body["result"]["status"] == "removed", body
+    assert body["result"]["membership"]["group_member_count"] == before - 1 == len(group.member_ids)
+    return [result]
+
+
+async def case_create_user(client, large: Large) -> list[Any]:
+    group = unique_group(large.state, exclude={large.gated_group})
+    arguments = {"name": "large.new.hire@example.com", "site_role": "Explorer", "groups": [group.name]}
+    body = fits(result := await client.call_tool("create_user", arguments))
+    assert body["result"]["status"] == "created" and body["result"]["groups_joined"] == [group.name], body
+    assert large.state.user_by_name("large.new.hire@example.com").id in group.member_ids
+    return [result]
+
+
+async def case_update_user_site_role(client, large: Large) -> list[Any]:
+    state = large.state
+    user = next(u for u in state.users.values() if u.site_role == "Creator")
+    owned = sum(1 for wb in state.workbooks.values() if wb.owner_id == user.id)
+    body = fits(result := await client.call_tool("update_user_site_role", {"user": user.id, "site_role": "Viewer"}))
+    assert body["result"]["status"] == "updated" and body["result"]["owned"]["workbook"] == owned, body
+    assert state.users[user.id].site_role == "Viewer"
+    return [result]
+
+
+async def case_cancel_job(client, large: Large) -> list[Any]:
+    job = next(j for j in large.state.jobs.values() if j.status == "Success")
+    body = fits(result := await client.call_tool("cancel_job", {"job_id": job.id}))
+    assert body["result"]["status"] == "already_finished" and body["result"]["job"]["status"] == "Success", body
+    return [result]
+
+
 CASES: dict[str, Callable[[Any, Large], Awaitable[list[Any]]]] = {
     "list_content": case_list_content,
     "find_owners": case_find_owners,
@@ -260,6 +297,10 @@ CASES: dict[str, Callable[[Any, Large], Awaitable[list[Any]]]] = {
     "get_job": case_get_job,
     "refresh_and_wait": case_refresh_and_wait,
     "add_user_to_group": case_add_user_to_group,
+    "remove_user_from_group": case_remove_user_from_group,
+    "create_user": case_create_user,
+    "update_user_site_role": case_update_user_site_role,
+    "cancel_job": case_cancel_job,
     "get_request": case_get_request,
     "list_refresh_tasks": case_list_refresh_tasks,
     "whoami": case_whoami,
