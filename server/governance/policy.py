@@ -169,6 +169,12 @@ DEFAULT_CATALOG: Mapping[str, ToolInfo] = MappingProxyType(
             is_write=True, facts=frozenset({"from_site_role", "to_site_role", "target_user_site_role", CHANGE_COUNT})
         ),
         "cancel_job": ToolInfo(is_write=True, facts=frozenset({CHANGE_COUNT})),
+        "sync_group_members": ToolInfo(
+            is_write=True, facts=frozenset({"group_name", "group_minimum_site_role", CHANGE_COUNT})
+        ),
+        "transfer_content_ownership": ToolInfo(
+            is_write=True, facts=frozenset({"owner_kind", "project_path", CHANGE_COUNT})
+        ),
     }
 )
 
