@@ -287,6 +287,30 @@ async def case_cancel_job(client, large: Large) -> list[Any]:
     return [result]
 
 
+async def case_sync_group_members(client, large: Large) -> list[Any]:
+    state = large.state
+    group = unique_group(state, exclude={large.gated_group})
+    outsiders = sorted(u.name for u in state.users.values()
+                       if u.id not in group.member_ids and u.site_role in ("Explorer", "Creator"))[:2]
+    before = set(group.member_ids)
+    members = [state.users[u].name for u in sorted(before)] + outsiders + ["nobody@example.invalid"]
+    body = fits(result := await client.call_tool("sync_group_members", {"groups": [{"group": group.name, "members": members}]}))
+    assert body["result"]["added"] == 2 and body["result"]["groups"][0]["unknown"] == ["nobody@example.invalid"], body
+    assert group.member_ids == before | {state.user_by_name(n).id for n in outsiders}
+    return [result]
+
+
+async def case_transfer_content_ownership(client, large: Large) -> list[Any]:
+    state = large.state
+    heir = min((u for u in state.users.values() if u.site_role == "Creator"), key=lambda u: u.name)
+    chosen = sorted(wb.id for wb in state.workbooks.values() if wb.owner_id != heir.id)[:30]
+    arguments = {"kind": "workbook", "item_ids": chosen, "new_owner": heir.name}
+    body = fits(result := await client.call_tool("transfer_content_ownership", arguments))
+    assert (body["result"]["moved"], body["result"]["results_total"]) == (30, 30), body
+    assert all(state.workbooks[i].owner_id == heir.id for i in chosen)
+    return [result]
+
+
 CASES: dict[str, Callable[[Any, Large], Awaitable[list[Any]]]] = {
     "list_content": case_list_content,
     "find_owners": case_find_owners,
@@ -301,6 +325,8 @@ CASES: dict[str, Callable[[Any, Large], Awaitable[list[Any]]]] = {
     "create_user": case_create_user,
     "update_user_site_role": case_update_user_site_role,
     "cancel_job": case_cancel_job,
+    "sync_group_members": case_sync_group_members,
+    "transfer_content_ownership": case_transfer_content_ownership,
     "get_request": case_get_request,
     "list_refresh_tasks": case_list_refresh_tasks,
     "whoami": case_whoami,
