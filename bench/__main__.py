@@ -23,6 +23,7 @@ MODULES: tuple[str, ...] = (
     "large_pages",
     "approval_wakeup",
     "approval_wake",
+    "ownership_transfer",
 )
 
 

@@ -99,7 +99,7 @@ class Emulator:
         started = time.perf_counter()
         if self.control.latency_ms > 0:
             await asyncio.sleep(self.control.latency_ms / 1000.0)
-        fault = self.control.take_fault()
+        fault = self.control.take_fault(method, path)
         if fault is not None:
             status, headers, payload = _fault_response(fault, dict(scope.get("headers") or []))
         else:
@@ -246,6 +246,8 @@ def _fault_response(fault: Fault, request_headers: dict[bytes, bytes]) -> tuple[
     if fault.code is None:
         # A 5xx from an overloaded proxy: not XML, so TSC raises InternalServerError without parsing.
         return fault.status, [(b"content-type", b"text/plain")], b"Service Unavailable (emulated fault)\n"
+    if fault.status != 429:  # a write fault with an XML error code
+        return fault.status, list(_XML_HEADERS), error_document(fault.code, "Emulated failure", "Injected write fault.")
     detail = "Too many requests."
     if fault.body_hint_minutes is not None:
         detail = f"Too many requests for 'api.rest'. Please retry after {fault.body_hint_minutes} minutes."

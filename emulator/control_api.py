@@ -76,6 +76,11 @@ def _inject_5xx(emu: Emulator, body: dict[str, Any]) -> Result:
     return 200, {"pending_faults": emu.control.pending_faults()}
 
 
+def _fail_write(emu: Emulator, body: dict[str, Any]) -> Result:
+    emu.control.fail_write(int(body.get("nth", 1)), int(body.get("status", 500)), body.get("code"))
+    return 200, emu.control.snapshot()
+
+
 def _clear_faults(emu: Emulator, body: dict[str, Any]) -> Result:
     emu.control.clear_faults()
     return 200, {"pending_faults": 0}
@@ -117,6 +122,7 @@ ROUTES: dict[tuple[str, str], Callable[[Emulator, dict[str, Any]], Result]] = {
     ("POST", "faults/429"): _inject_429,
     ("POST", "faults/429/rate"): _rate_429,
     ("POST", "faults/5xx"): _inject_5xx,
+    ("POST", "faults/write"): _fail_write,
     ("DELETE", "faults"): _clear_faults,
     ("POST", "sessions/expire"): _expire,
     ("GET", "job-speed"): _get_speed,

@@ -3,7 +3,9 @@
 Faults are decided per request before authentication, the way a gateway or load balancer in front
 of Tableau would answer: a 429 (XML `429000`, with or without `Retry-After`, optionally with the
 "Please retry after N minutes" body hint Tableau Cloud sends) or a 5xx (non-XML body, as an
-overloaded proxy would). Control-API calls themselves are never faulted, delayed or logged.
+overloaded proxy would). `fail_write(nth)` fails only the Nth write (POST/PUT/DELETE other than
+sign-in/sign-out) from now, so a test can break a batch of changes part-way through. Control-API
+calls themselves are never faulted, delayed or logged.
 """
 
 from __future__ import annotations
@@ -54,6 +56,9 @@ class Control:
         self._pending: list[Fault] = []
         self._rate: _RateLimit | None = None
         self._log: list[LogEntry] = []
+        # Write faults by the ordinal of the write they fail (counted from when they were set).
+        self._write_faults: dict[int, Fault] = {}
+        self._writes_seen = 0
         # Set by the app: the control object owns neither the session table nor the job clock.
         self._expire_hook: Callable[[], int] | None = None
         self._speed_hook: Callable[[float], None] | None = None
@@ -114,13 +119,31 @@ class Control:
         with self._lock:
             self._pending.extend(Fault(status) for _ in range(count))
 
+    # -- a failed write in a batch ------------------------------------------------------------
+
+    def fail_write(self, nth: int = 1, status: int = 500, code: str | None = None) -> None:
+        """The `nth` write from now answers `status` (with XML error `code`, or a plain-text body when
+        None); the writes before and after it are served normally."""
+        if nth < 1:
+            raise ValueError("nth must be >= 1")
+        if not 400 <= status <= 599:
+            raise ValueError("status must be a 4xx or 5xx code")
+        with self._lock:
+            self._write_faults[self._writes_seen + nth] = Fault(status, code)
+
     def clear_faults(self) -> None:
         with self._lock:
             self._pending.clear()
             self._rate = None
+            self._write_faults.clear()
 
-    def take_fault(self) -> Fault | None:
+    def take_fault(self, method: str = "GET", path: str = "") -> Fault | None:
         with self._lock:
+            if method.upper() in ("POST", "PUT", "DELETE") and not path.endswith(("/auth/signin", "/auth/signout")):
+                self._writes_seen += 1
+                fault = self._write_faults.pop(self._writes_seen, None)
+                if fault is not None:
+                    return fault
             if self._pending:
                 return self._pending.pop(0)
             if self._rate is not None:
@@ -165,7 +188,7 @@ class Control:
             return {
                 "latency_ms": self.latency_ms,
                 "job_speed": self.job_speed,
-                "pending_faults": len(self._pending),
+                "pending_faults": len(self._pending) + len(self._write_faults),
                 "rate_429_every": self._rate.every if self._rate else 0,
                 "logged_requests": len(self._log),
             }

@@ -11,6 +11,7 @@ SUBCOMMAND_MODULES = (
     "server.serve_cli",
     "emulator.cli",
     "server.governance.cli",
+    "server.sync_cli",
 )
 
 

@@ -64,7 +64,7 @@ def _facts_of(spec: ToolSpec) -> frozenset[str]:
         "refresh_and_wait": {"project_path", "content_kind"},
         "add_user_to_group": {"group_name", "target_user_site_role", "group_minimum_site_role"},
     }
-    return frozenset(declared.get(spec.name, set()))
+    return frozenset(declared.get(spec.name, set())) | spec.fact_names
 
 
 def signing_key_for(policy: Policy) -> SigningKey:
@@ -468,15 +468,17 @@ class Governance:
                 log.exception("a change hook failed for %s (%s)", request.id, kind)
 
     def create_approval(self, principal: str, spec: ToolSpec, arguments: dict[str, Any], preview: str,
-                        *, call_id: str, targets: list[dict[str, Any]], site: dict[str, Any]) -> ApprovalRequest:
-        """A request bound to the resolved targets and the site (or the requester's identical live one)."""
+                        *, call_id: str, targets: list[dict[str, Any]], site: dict[str, Any],
+                        required_approvals: int = 0) -> ApprovalRequest:
+        """A request bound to the resolved targets and the site (or the requester's identical live one), needing
+        the policy's approvers or, past a blast-radius limit, the decision's (`required_approvals`)."""
         request = self.approvals.create(
             spec.name,
             arguments,
             principal,
             preview,
             self.policy.approval_ttl,
-            required_approvals=self.policy.required_approvals,
+            required_approvals=max(self.policy.required_approvals, required_approvals),
             call_id=call_id,
             policy_hash=self.policy.hash,
             targets=targets,

@@ -362,6 +362,7 @@ class CallPipeline:
             request = await _stored(
                 governance.create_approval, ctx.principal, spec, arguments, preview, call_id=ctx.call_id,
                 targets=targets, site=self.site_of(tableau_user),
+                required_approvals=decision.required_approvals,
             )
             again = request.call_id != ctx.call_id
             pending = PendingApproval(
@@ -487,6 +488,12 @@ class CallPipeline:
                     raise _Denied(
                         f"Refused: {changed + ' ' if changed else ''}The policy now denies this call "
                         f"({decision.reason}); nothing was changed."
+                    )
+                if decision.needs_approval and decision.required_approvals > request.required_approvals:
+                    raise _Denied(  # e.g. the change count grew past a blast-radius limit since the approval
+                        f"Refused: {changed + ' ' if changed else ''}The call now needs "
+                        f"{decision.required_approvals} approvals ({decision.reason}) and was approved by "
+                        f"{request.required_approvals}; nothing was changed. Ask for a new request."
                     )
                 output = await spec.run(ctx, args)
             except (ToolFailure, TableauError, _Denied) as exc:

@@ -40,10 +40,29 @@ class FailedRefreshesArguments(BaseModel):
     days: int = Field(1, ge=1, le=365, description="How many days back to look.")
 
 
+class ReclaimLicensesArguments(BaseModel):
+    inactive_days: int = Field(90, ge=1, le=3650, description="Users who have not signed in for this many days.")
+
+
+class HandOverContentArguments(BaseModel):
+    user: str = Field(description="The departed user's sign-in name or email.")
+    new_owner: str = Field(description="Who takes the content over: sign-in name or email.")
+    project: str | None = Field(None, description="Only content in this project path and below, e.g. 'Finance'.")
+
+
+class ReconcileGroupArguments(BaseModel):
+    group: str = Field(description="The group's name.")
+    members: str = Field(description="Everyone who should be in the group: sign-in names or emails, comma-separated.")
+    remove_missing: bool = Field(False, description="Also remove members who are not in the list.")
+
+
 PROMPT_ARGUMENTS: dict[str, type[BaseModel]] = {
     "audit_project_ownership": AuditOwnershipArguments,
     "why_cannot_user_access": WhyCannotAccessArguments,
     "failed_refreshes": FailedRefreshesArguments,
+    "reclaim_licenses": ReclaimLicensesArguments,
+    "hand_over_content": HandOverContentArguments,
+    "reconcile_group": ReconcileGroupArguments,
 }
 
 
@@ -150,6 +169,33 @@ def register_resources_and_prompts(mcp: MCPServer, pipeline: Any) -> None:
         arguments = {"days": days}
         return await pipeline.governed_read("prompt", "failed_refreshes", arguments, _text(refreshes_prompt, arguments))
 
+    @mcp.prompt(
+        name="reclaim_licenses",
+        title="Reclaim licenses from inactive users",
+        description="Find licensed users who have not signed in for N days, and request Unlicensed for each, with approval.",
+    )
+    async def reclaim_licenses(inactive_days: str = "90") -> str:
+        arguments = {"inactive_days": inactive_days}
+        return await pipeline.governed_read("prompt", "reclaim_licenses", arguments, _text(reclaim_prompt, arguments))
+
+    @mcp.prompt(
+        name="hand_over_content",
+        title="Hand over a departed user's content",
+        description="Move what a departed user owns (optionally in one project tree) to a new owner, with approval.",
+    )
+    async def hand_over_content(user: str, new_owner: str, project: str = "") -> str:
+        arguments = {"user": user, "new_owner": new_owner, "project": project}
+        return await pipeline.governed_read("prompt", "hand_over_content", arguments, _text(handover_prompt, arguments))
+
+    @mcp.prompt(
+        name="reconcile_group",
+        title="Reconcile a group against a list",
+        description="Compare a group's members with an approved list and request only the difference, with approval.",
+    )
+    async def reconcile_group(group: str, members: str, remove_missing: str = "False") -> str:
+        arguments = {"group": group, "members": members, "remove_missing": remove_missing}
+        return await pipeline.governed_read("prompt", "reconcile_group", arguments, _text(reconcile_prompt, arguments))
+
 
 def _text(render: Callable[..., str], arguments: dict[str, str]) -> Callable[[], Awaitable[str]]:
     """A prompt's text as the awaitable `governed_read` runs once the policy allows it."""
@@ -188,4 +234,49 @@ def refreshes_prompt(days: str) -> str:
         "3. Call list_refresh_tasks with min_consecutive_failures=2 for scheduled refreshes that keep failing, "
         "and say when each runs next.\n"
         "4. Suggest next steps (credentials, connectivity, query time limits)."
+    )
+
+
+def reclaim_prompt(inactive_days: str) -> str:
+    return (
+        f"Reclaim Tableau licenses from users who have not signed in for {inactive_days} days.\n"
+        f"1. Call list_users with last_login_before set to {inactive_days} days before today (it includes users "
+        "who never signed in); leave out Unlicensed users and site administrators.\n"
+        "2. Show the list to the user: name, site role, last sign-in, and what each owns (find_owners with "
+        f"inactive_days={inactive_days} gives the counts). Ask which to reclaim before changing anything.\n"
+        "3. For each confirmed user, call update_user_site_role with site_role='Unlicensed'. Each call returns a "
+        "request for an approver, with a preview of what the user owns and would lose; report the request ids.\n"
+        "4. Content stays with its owner: suggest hand_over_content for owners whose content others maintain."
+    )
+
+
+def handover_prompt(user: str, new_owner: str, project: str) -> str:
+    where = f" in '{project}' and below" if project else ""
+    scope = f", project='{project}'" if project else ""
+    return (
+        f"Hand over the content {user} owns{where} to {new_owner}.\n"
+        f"1. Call find_owners{' with project=' + repr(project) if project else ''} and list_content with "
+        f"owner='{user}'{scope} to show what {user} owns, per kind, with examples.\n"
+        f"2. Confirm {new_owner} exists and is licensed to own content (list_users: Creator, Explorer (can "
+        "publish) or an administrator role); if not, say so and stop.\n"
+        f"3. Call transfer_content_ownership with owner='{user}', new_owner='{new_owner}'{scope}. It returns one "
+        "request for an approver, previewing the counts per kind; report its id and follow it with get_request.\n"
+        "4. Once it ran, report what moved and what did not; running the same request again finishes the rest."
+    )
+
+
+def reconcile_prompt(group: str, members: str, remove_missing: str) -> str:
+    listed = [m.strip() for m in members.split(",") if m.strip()]
+    removing = remove_missing.lower() == "true"
+    return (
+        f"Reconcile the Tableau group '{group}' against this approved list of {len(listed)} member(s): "
+        f"{json.dumps(listed)}.\n"
+        f"1. Call sync_group_members with groups=[{{\"group\": {json.dumps(group)}, \"members\": <the list>}}] and "
+        f"remove_missing={'true' if removing else 'false'}. It computes the difference on the live site and "
+        "returns one request for an approver whose preview lists who would be added"
+        + (", who removed" if removing else "") + ", unknown names and users who would need a license.\n"
+        "2. Report the preview and the request id; ask about unknown names instead of guessing.\n"
+        + ("" if removing else "3. Members not on the list stay: say who they are, and that remove_missing=true "
+           "would remove them.\n")
+        + "Only the difference is applied, and every change is audited with the request."
     )

@@ -23,6 +23,11 @@ READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempot
 WRITE_IDEMPOTENT = ToolAnnotations(
     read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
 )
+# A write that takes something away (a membership, a license, a running job), idempotent: running it again
+# once done changes nothing.
+WRITE_DESTRUCTIVE = ToolAnnotations(
+    read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False
+)
 
 
 class ToolFailure(Exception):
@@ -135,6 +140,9 @@ class ToolSpec:
     # A write on the caller's own approval requests only, never on Tableau (cancel_request): a policy's
     # require_approval does not apply to it (approving a withdrawal is meaningless); a deny still does.
     own_requests_only: bool = False
+    # The policy facts `facts` resolves (server/governance/policy.py CONDITION_FACTS, "change_count"): a
+    # rule's condition concerns the tool only when it is listed here.
+    fact_names: frozenset[str] = frozenset()
 
     @property
     def is_write(self) -> bool:

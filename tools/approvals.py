@@ -11,7 +11,10 @@ from pydantic import BaseModel, Field, ValidationError
 from server.governance.approvals import ApprovalError
 from server.toolkit import READ_ONLY, WRITE_IDEMPOTENT, ToolContext, ToolFailure, ToolSpec
 from tools.groups import AddUserToGroupOutput
-from tools.jobs import RefreshOutput
+from tools.jobs import CancelJobOutput, RefreshOutput
+from tools.lifecycle import CreateUserOutput, RemoveUserFromGroupOutput, UpdateUserSiteRoleOutput
+from tools.ownership import TransferOwnershipOutput
+from tools.sync import SyncGroupMembersOutput
 
 
 class GetRequestInput(BaseModel):
@@ -27,7 +30,10 @@ class ApprovalDecision(BaseModel):
 
 class RequestResult(BaseModel):
     ok: bool = Field(description="True when the change ran; false when running it failed.")
-    output: RefreshOutput | AddUserToGroupOutput | None = Field(
+    output: (
+        RefreshOutput | AddUserToGroupOutput | TransferOwnershipOutput | SyncGroupMembersOutput
+        | RemoveUserFromGroupOutput | CreateUserOutput | UpdateUserSiteRoleOutput | CancelJobOutput | None
+    ) = Field(
         None, description="The tool's result, the same as calling it directly would have returned."
     )
     error: str | None = Field(None, description="Why running it failed.")

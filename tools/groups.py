@@ -30,7 +30,7 @@ class AddUserToGroupOutput(BaseModel):
     message: str
 
 
-async def _resolve(ctx: ToolContext, args: AddUserToGroupInput) -> tuple[Any, Any]:
+async def resolve_membership(ctx: ToolContext, args: AddUserToGroupInput) -> tuple[Any, Any]:
     """The user and group, resolved once per call (facts, preview and body share them); for an approved
     request, the recorded user and group loaded by their ids (never a new name lookup)."""
     if ctx.bound is not None:
@@ -50,25 +50,26 @@ async def _membership_by_id(ctx: ToolContext) -> tuple[Any, Any]:
             if found is None]
     if gone:
         verb = "exists" if len(gone) == 1 else "exist"
-        raise TargetGone(f"The approved {' and '.join(gone)} no longer {verb}; nobody was added.")
+        raise TargetGone(f"The approved {' and '.join(gone)} no longer {verb}; nothing was changed.")
     return user, group
 
 
 async def membership_targets(ctx: ToolContext, args: AddUserToGroupInput) -> list[dict[str, Any]]:
-    user, group = await _resolve(ctx, args)
+    user, group = await resolve_membership(ctx, args)
     return [
         {"role": "user", "kind": "user", "id": user.id, "name": user.name, "site_role": user.site_role},
         {"role": "group", "kind": "group", "id": group.id, "name": group.name},
     ]
 
 
-async def _is_member(ctx: ToolContext, group_id: str, user_id: str) -> tuple[bool, int]:
+async def is_member(ctx: ToolContext, group_id: str, user_id: str) -> tuple[bool, int]:
+    """Whether the user is in the group, and how many members it has now (one read)."""
     members = await ctx.tableau.group_members(group_id)
     return any(m.id == user_id for m in members), len(members)
 
 
 async def add_user_to_group(ctx: ToolContext, args: AddUserToGroupInput) -> AddUserToGroupOutput:
-    user, group = await _resolve(ctx, args)
+    user, group = await resolve_membership(ctx, args)
     if user.site_role == "Unlicensed" and not group.minimum_site_role:
         raise ToolFailure(
             f"{user.name} is Unlicensed and group '{group.name}' grants no license on sign-in, so membership "
@@ -76,7 +77,7 @@ async def add_user_to_group(ctx: ToolContext, args: AddUserToGroupInput) -> AddU
             "with a minimum site role."
         )
     added = await ctx.tableau.add_group_member(group.id, user.id)
-    _, count = await _is_member(ctx, group.id, user.id)
+    _, count = await is_member(ctx, group.id, user.id)
     membership = Membership(
         user_id=user.id,
         user=user.name,
@@ -95,7 +96,7 @@ async def add_user_to_group(ctx: ToolContext, args: AddUserToGroupInput) -> AddU
 
 
 async def add_user_facts(ctx: ToolContext, args: AddUserToGroupInput) -> dict[str, Any]:
-    user, group = await _resolve(ctx, args)
+    user, group = await resolve_membership(ctx, args)
     return {
         "group_name": group.name,
         "target_user_site_role": user.site_role,
@@ -115,8 +116,8 @@ def _grant_note(group: Any) -> str:
 
 
 async def add_user_preview(ctx: ToolContext, args: AddUserToGroupInput) -> str:
-    user, group = await _resolve(ctx, args)
-    member, count = await _is_member(ctx, group.id, user.id)
+    user, group = await resolve_membership(ctx, args)
+    member, count = await is_member(ctx, group.id, user.id)
     who = f"{user.full_name or user.name} <{user.name}> ({user.site_role})"
     if member:
         return f"{who} is already in {group.name} ({count} members); approving changes nothing."

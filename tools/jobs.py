@@ -1,4 +1,4 @@
-"""Jobs toolset: refresh_and_wait, get_job and list_jobs."""
+"""Jobs toolset: refresh_and_wait, get_job, cancel_job and list_jobs."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from typing import Any, Literal
 import anyio
 from pydantic import BaseModel, Field
 
-from server.tableau.errors import NotFound
+from server.tableau.errors import NotFound, TableauError
 from server.toolkit import (
     READ_ONLY,
+    WRITE_DESTRUCTIVE,
     WRITE_IDEMPOTENT,
     TargetGone,
     ToolContext,
@@ -276,6 +277,106 @@ GET_JOB = ToolSpec(
     annotations=READ_ONLY,
     run=get_job,
 )
+
+class CancelJobInput(BaseModel):
+    job_id: str = Field(description="The job's id, as returned by refresh_and_wait or list_jobs.")
+
+
+class CancelJobOutput(BaseModel):
+    status: Literal["cancelled", "already_finished"] = Field(
+        description="'already_finished': the job ended before the cancel; `job` has its outcome."
+    )
+    job: JobItem
+    message: str
+
+
+async def _job(ctx: ToolContext, args: CancelJobInput) -> Any:
+    """The job as it is now: by the recorded id for an approved request."""
+    if ctx.bound is not None:
+        job_id = bound_id(ctx, "job")
+    else:
+        job_id = args.job_id.strip()
+        if not is_uuid(job_id):
+            raise ToolFailure(
+                f"'{args.job_id}' is not a job id (job ids look like 1b2c3d4e-0000-4000-8000-00000000abcd). "
+                "Use list_jobs to find queued and running jobs."
+            )
+    return await ctx.once(("job", job_id), lambda: ctx.tableau.get_job(job_id))
+
+
+def _job_label(job: Any) -> str:
+    target = f" of {job.target_kind or 'item'} '{job.target_name}'" if job.target_name else ""
+    return f"job {job.id} ({job.title or job.job_type or 'job'}{target})"
+
+
+def _finished(job: Any) -> str:
+    return f"{_job_label(job)} already finished: {job.status} at {job.completed_at:%Y-%m-%d %H:%M} UTC"
+
+
+async def cancel_job(ctx: ToolContext, args: CancelJobInput) -> CancelJobOutput:
+    job = await _job(ctx, args)
+    if job.done:
+        return CancelJobOutput(status="already_finished", job=job_item(job), message=_finished(job) + ".")
+    try:
+        await ctx.tableau.cancel_job(job.id)
+    except TableauError:
+        # Tableau refuses to cancel a job that finished meanwhile: answer with its outcome, not an error.
+        now = await ctx.tableau.get_job(job.id)
+        if not now.done or now.status == "Cancelled":
+            raise
+        return CancelJobOutput(status="already_finished", job=job_item(now), message=_finished(now) + ".")
+    now = await ctx.tableau.get_job(job.id)
+    return CancelJobOutput(
+        status="cancelled" if now.status == "Cancelled" else "already_finished",
+        job=job_item(now),
+        message=f"Cancelled {_job_label(now)}." if now.status == "Cancelled" else _finished(now) + ".",
+    )
+
+
+async def cancel_targets(ctx: ToolContext, args: CancelJobInput) -> list[dict[str, Any]]:
+    job = await _job(ctx, args)
+    return [{"role": "job", "kind": "job", "id": job.id, "name": job.target_name or job.title or job.id}]
+
+
+async def cancel_facts(ctx: ToolContext, args: CancelJobInput) -> dict[str, Any]:
+    job = await _job(ctx, args)
+    return {"change_count": 0 if job.done else 1, "target_name": job.target_name}
+
+
+async def cancel_preview(ctx: ToolContext, args: CancelJobInput) -> str:
+    job = await _job(ctx, args)
+    if job.done:
+        return _finished(job) + "; approving changes nothing."
+    since = f", started {job.started_at:%Y-%m-%d %H:%M} UTC" if job.started_at else ", not started yet"
+    progress = f", {job.progress}% done" if job.progress is not None and job.started_at else ""
+    return (
+        f"{_job_label(job)} is {job.status}{since}{progress}; approving cancels it. The item keeps the data of its "
+        "last successful run; nothing else is changed."
+    )
+
+
+CANCEL_JOB = ToolSpec(
+    name="cancel_job",
+    title="Cancel a background job",
+    description=(
+        "Cancel a queued or running Tableau background job (an extract refresh, a flow run). A job that has "
+        "already finished is not an error: the answer has status 'already_finished' and the job's outcome. "
+        "Depending on the site's policy the cancel may need an administrator's approval (status "
+        "'pending_approval' and a request id for get_request).\n"
+        'Example: {"job_id": "5f0e6c1a-2b8e-4f3e-9d55-0a1b2c3d4e5f"}.'
+    ),
+    input_model=CancelJobInput,
+    output_model=CancelJobOutput,
+    effect="write",
+    annotations=WRITE_DESTRUCTIVE,
+    run=cancel_job,
+    facts=cancel_facts,
+    preview=cancel_preview,
+    targets=cancel_targets,
+    target_args=("job_id",),
+    fact_names=frozenset({"change_count"}),
+)
+
 
 class ListJobsInput(BaseModel):
     status: JobStatus | None = Field(None, description="Only jobs in this state.")

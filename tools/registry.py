@@ -8,10 +8,13 @@ from tools.budget import with_clipped_output
 from tools.content import FIND_OWNERS
 from tools.directory import LIST_GROUPS, LIST_USERS
 from tools.groups import ADD_USER_TO_GROUP
-from tools.jobs import GET_JOB, LIST_JOBS, REFRESH_AND_WAIT
+from tools.jobs import CANCEL_JOB, GET_JOB, LIST_JOBS, REFRESH_AND_WAIT
+from tools.lifecycle import CREATE_USER, REMOVE_USER_FROM_GROUP, UPDATE_USER_SITE_ROLE
 from tools.listing import LIST_CONTENT
+from tools.ownership import TRANSFER_CONTENT_OWNERSHIP
 from tools.permissions import INSPECT_PERMISSIONS
 from tools.site import LIST_REFRESH_TASKS, WHOAMI
+from tools.sync import SYNC_GROUP_MEMBERS
 
 _SPECS: tuple[ToolSpec, ...] = (
     LIST_CONTENT,
@@ -23,7 +26,13 @@ _SPECS: tuple[ToolSpec, ...] = (
     GET_JOB,
     LIST_REFRESH_TASKS,
     REFRESH_AND_WAIT,
+    CANCEL_JOB,
     ADD_USER_TO_GROUP,
+    REMOVE_USER_FROM_GROUP,
+    CREATE_USER,
+    UPDATE_USER_SITE_ROLE,
+    SYNC_GROUP_MEMBERS,
+    TRANSFER_CONTENT_OWNERSHIP,
     GET_REQUEST,
     CANCEL_REQUEST,
     WHOAMI,

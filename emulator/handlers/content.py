@@ -255,6 +255,20 @@ def get_flow(call: Call) -> Reply:
     return Reply(200, call.render.flow(lookup(call, "flows", call.params["id"])))
 
 
+@route("PUT", "/sites/{site}/flows/{id}")
+def update_flow(call: Call) -> Reply:
+    flow: m.Flow = lookup(call, "flows", call.params["id"])
+    body = call.child("flow")
+    if body is None:
+        raise ApiError(400, "400000", "Bad Request", "The request body must hold a flow element.")
+    require_item_change(call, "flows", flow)
+    _move_and_own(call, "flows", flow, body)
+    flow.name = body.get("name", flow.name) or flow.name
+    flow.description = body.get("description", flow.description)
+    flow.updated_at = m.utcnow()
+    return Reply(200, call.render.flow(flow))
+
+
 # -- tags (workbooks, datasources, views, flows) ------------------------------------------------
 
 

@@ -10,6 +10,8 @@ from ..routing import Call, Reply, route
 from .content import check_run_now, lookup, project_of
 
 JOB_ATTRS = ("id", "status", "createdAt", "startedAt", "endedAt", "priority", "jobType", "title", "subtitle")
+# The emulator's code for cancelling a job that already finished (Tableau's code is not documented).
+JOB_FINISHED_CODE = "409046"
 _TARGETS = {"workbook": "workbooks", "datasource": "datasources", "flow": "flows"}
 
 
@@ -42,6 +44,12 @@ def cancel_job(call: Call) -> Reply:
     job = get_job(call)
     _require_job_owner(call, job)
     call.emu.clock.cancel(job)
+    if job.status != "Cancelled":
+        # Finished before the cancel arrived: Tableau refuses, and the job keeps its outcome.
+        raise ApiError(
+            409, JOB_FINISHED_CODE, "Job already finished",
+            f"Job '{job.id}' has already finished ({job.status}) and cannot be cancelled.",
+        )
     return Reply(200, call.render.job(job))
 
 

@@ -25,6 +25,23 @@ USER_ATTRS = (
 )
 GROUP_ATTRS = ("id", "name", "minimumSiteRole", "userCount")
 AUTH_SETTINGS = ("ServerDefault", "SAML", "OpenID", "TableauIDWithMFA")
+ALL_USERS = "All Users"
+# Tableau documents these refusals but not one stable code for each across versions; the emulator's codes
+# are fixed here, and clients should rely on the status and the text (Steward checks the rule beforehand).
+LAST_ADMIN_CODE = "409105"
+ALL_USERS_CODE = "403012"
+
+
+def _check_not_last_admin(state: m.SiteState, user: m.User, new_role: str) -> None:
+    """Tableau keeps at least one site administrator: demoting the last one is refused."""
+    if user.site_role not in m.ADMIN_ROLES or new_role in m.ADMIN_ROLES:
+        return
+    if not any(u.site_role in m.ADMIN_ROLES for u in state.users.values() if u.id != user.id):
+        raise conflict(
+            LAST_ADMIN_CODE,
+            f"'{user.name}' is the site's only administrator; make another user a site administrator first.",
+            summary="Cannot demote the last site administrator",
+        )
 
 
 def get_user(call: Call, user_id: str) -> m.User:
@@ -107,7 +124,9 @@ def update_user(call: Call) -> Reply:
     if user.id != call.actor.id or set(body.attrib) - {"fullName", "email", "password", "locale"}:
         require_admin(call.actor, "change other users or site roles")
     if "siteRole" in body.attrib:
-        user.site_role = _site_role(body.get("siteRole"))
+        role = _site_role(body.get("siteRole"))
+        _check_not_last_admin(call.state, user, role)
+        user.site_role = role
     if "authSetting" in body.attrib:
         user.auth_setting = _auth_setting(body.get("authSetting"))
     if "name" in body.attrib and body.get("name") and body.get("name") != user.name:
@@ -290,10 +309,20 @@ def remove_group_user(call: Call) -> Reply:
     require_admin(call.actor, "change group membership")
     group = get_group(call, call.params["group"])
     user = get_user(call, call.params["user"])
+    if group.name == ALL_USERS:
+        raise _all_users_refusal()
     if user.id not in group.member_ids:
         raise missing("user", f"{user.id} in group {group.id}")
     group.member_ids.discard(user.id)
     return Reply(204)
+
+
+def _all_users_refusal() -> ApiError:
+    return ApiError(
+        403, ALL_USERS_CODE, "Forbidden",
+        "Users cannot be removed from the All Users group; every user of the site is in it. "
+        "Remove the user from the site instead.",
+    )
 
 
 @route("PUT", "/sites/{site}/groups/{group}/users/remove")
@@ -303,6 +332,8 @@ def remove_group_users(call: Call) -> Reply:
     bulk = call.child("users")
     assert bulk is not None
     users = [get_user(call, e.get("id", "")) for e in bulk.findall("user")]
+    if group.name == ALL_USERS and users:
+        raise _all_users_refusal()
     for user in users:
         group.member_ids.discard(user.id)
     return Reply(204)

@@ -31,7 +31,6 @@ from server.governance.audit import ANCHOR_PREFIX, AuditLog, AuditRecord, AuditU
 from server.governance.display import escape_controls
 from server.governance.policy import (
     CONDITION_FACTS,
-    DEFAULT_CATALOG,
     CallFacts,
     Policy,
     PolicyError,
@@ -47,8 +46,11 @@ MIN_TOKEN_LENGTH = 16
 
 
 def known_tools() -> Mapping[str, ToolInfo]:
-    """The tool catalog the CLI validates policies against (the lead points this at the real registry)."""
-    return DEFAULT_CATALOG
+    """The tool catalog the CLI validates policies against: the server's real registry, so `policy check` and
+    the approvals CLI accept exactly the policies the server loads (DEFAULT_CATALOG lags behind new tools)."""
+    from server.governed import tool_catalog  # the registry imports every tool module: only when needed
+
+    return tool_catalog()
 
 
 # -- registration ---------------------------------------------------------------------------------------------

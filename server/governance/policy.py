@@ -21,6 +21,20 @@ Facts and the conditions that need them (`when:` keys of a rule):
     target_user_site_role   target_user_site_role      the target user's site role, 'Creator', 'Viewer', ...
     group_minimum_site_role group_minimum_site_role    the site role the target group grants on sign-in
                                                        (Tableau's grant-license mode), '' when it grants none
+    from_site_role          from_site_role             the target user's site role before the change ('' for a
+                                                       user that does not exist yet)
+    to_site_role            to_site_role               the site role the change gives the target user
+    owner_kind              owner_kind                 the kinds of content whose owner changes
+    (max_changes: N)        change_count               how many objects one request would change
+
+A fact may hold several values (a group sync names several groups, a hand-over several kinds): a
+`deny` or `require_approval` rule's condition matches when ANY value matches, an `allow` rule's only
+when EVERY value does, and an `unless` exception excuses a restrictive rule only when every value
+matches it (and disqualifies an allow rule when any value does). Safe either way.
+
+`max_changes: N` is a blast-radius limit: the rule matches only calls that would change more than N
+objects, and `over_limit` says what then happens (`deny`, or `{require_approvals: 2}`: a gate that
+needs that many distinct approvers).
 
 A rule whose condition needs a fact the tool did not resolve (the field is None) fails closed: a
 `deny` or `require_approval` rule in that state turns the decision into a deny (nothing that a
@@ -100,9 +114,16 @@ CONDITION_FACTS: tuple[str, ...] = (
     "content_kind",
     "target_user_site_role",
     "group_minimum_site_role",
+    "from_site_role",
+    "to_site_role",
+    "owner_kind",
 )
+# The fact a `max_changes` limit needs: how many objects the call would change (a number, no patterns).
+CHANGE_COUNT = "change_count"
 # The facts whose patterns must match a Tableau site role.
-_SITE_ROLE_FACTS = frozenset({"target_user_site_role", "group_minimum_site_role"})
+_SITE_ROLE_FACTS = frozenset({"target_user_site_role", "group_minimum_site_role", "from_site_role", "to_site_role"})
+# The facts whose patterns must be content kinds.
+_CONTENT_KIND_FACTS = frozenset({"content_kind", "owner_kind"})
 
 
 # -- the tool catalog --------------------------------------------------------------------------------
@@ -138,6 +159,25 @@ DEFAULT_CATALOG: Mapping[str, ToolInfo] = MappingProxyType(
         "add_user_to_group": ToolInfo(
             is_write=True, facts=frozenset({"group_name", "target_user_site_role", "group_minimum_site_role"})
         ),
+        "remove_user_from_group": ToolInfo(
+            is_write=True,
+            facts=frozenset({"group_name", "target_user_site_role", "group_minimum_site_role", CHANGE_COUNT}),
+        ),
+        "create_user": ToolInfo(
+            is_write=True,
+            facts=frozenset({"from_site_role", "to_site_role", "target_user_site_role", "group_name",
+                             "group_minimum_site_role", CHANGE_COUNT}),
+        ),
+        "update_user_site_role": ToolInfo(
+            is_write=True, facts=frozenset({"from_site_role", "to_site_role", "target_user_site_role", CHANGE_COUNT})
+        ),
+        "cancel_job": ToolInfo(is_write=True, facts=frozenset({CHANGE_COUNT})),
+        "sync_group_members": ToolInfo(
+            is_write=True, facts=frozenset({"group_name", "group_minimum_site_role", CHANGE_COUNT})
+        ),
+        "transfer_content_ownership": ToolInfo(
+            is_write=True, facts=frozenset({"owner_kind", "project_path", CHANGE_COUNT})
+        ),
     }
 )
 
@@ -146,7 +186,10 @@ DEFAULT_CATALOG: Mapping[str, ToolInfo] = MappingProxyType(
 DEFAULT_READABLES: Mapping[str, frozenset[str]] = MappingProxyType(
     {
         "resource": frozenset({"site_summary", "policy"}),
-        "prompt": frozenset({"audit_project_ownership", "why_cannot_user_access", "failed_refreshes"}),
+        "prompt": frozenset({
+            "audit_project_ownership", "why_cannot_user_access", "failed_refreshes",
+            "reclaim_licenses", "hand_over_content", "reconcile_group",
+        }),
     }
 )
 
@@ -164,6 +207,10 @@ class Principal:
     via: str = "local"  # "local" (stdio / --no-auth), "token" (HTTP bearer) or "named" (CLI, tests)
 
 
+# One value, or several (a sorted tuple) when a call touches several targets of the kind.
+FactValue = str | tuple[str, ...]
+
+
 @dataclass(frozen=True)
 class CallFacts:
     """Facts about a call's target, resolved from the site by the tool layer (None = not resolved).
@@ -172,17 +219,23 @@ class CallFacts:
     condition uses them.
     """
 
-    project_path: str | None = None
-    group_name: str | None = None
-    content_kind: str | None = None
-    target_user_site_role: str | None = None
-    group_minimum_site_role: str | None = None
+    project_path: FactValue | None = None
+    group_name: FactValue | None = None
+    content_kind: FactValue | None = None
+    target_user_site_role: FactValue | None = None
+    group_minimum_site_role: FactValue | None = None
+    from_site_role: FactValue | None = None
+    to_site_role: FactValue | None = None
+    owner_kind: FactValue | None = None
+    change_count: int | None = None
     target_user: str | None = None
     target_name: str | None = None
 
     @classmethod
     def from_mapping(cls, facts: Mapping[str, Any] | CallFacts | None) -> CallFacts:
-        """From the dict a tool's `facts` function returns; unknown keys are a programming error."""
+        """From the dict a tool's `facts` function returns; unknown keys are a programming error.
+
+        A list or set of values (several groups, several kinds) becomes a sorted tuple of strings."""
         if facts is None:
             return cls()
         if isinstance(facts, CallFacts):
@@ -192,10 +245,23 @@ class CallFacts:
             raise ValueError(
                 f"unknown call facts {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}"
             )
-        return cls(**{k: (None if v is None else str(v)) for k, v in facts.items()})
+        return cls(**{k: _fact_value(k, v) for k, v in facts.items()})
 
-    def as_dict(self) -> dict[str, str]:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
+    def as_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items() if v is not None}
+
+
+
+def _fact_value(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if name == CHANGE_COUNT:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"change_count must be a count (0 or more), got {value!r}")
+        return value
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return tuple(sorted({str(v) for v in value}))
+    return str(value)
 
 
 @dataclass(frozen=True)
@@ -343,6 +409,34 @@ class ConditionSpec(_Strict):
     content_kind: StrList | None = None
     target_user_site_role: StrList | None = None
     group_minimum_site_role: StrList | None = None
+    from_site_role: StrList | None = None
+    to_site_role: StrList | None = None
+    owner_kind: StrList | None = None
+
+
+class OverLimitApprovals(_Strict):
+    """`over_limit: {require_approvals: N}`: past the limit the call waits for N distinct approvers."""
+
+    require_approvals: Annotated[int, Field(ge=1, le=10)]
+
+
+_OVER_LIMIT_FORMS = "over_limit: deny, or over_limit: {require_approvals: 2}"
+
+
+def _over_limit(value: Any) -> Any:
+    """One clear message for a bad `over_limit`, instead of one per member of the union."""
+    if value == "deny":
+        return value
+    if isinstance(value, dict):
+        unknown = [k for k in value if k != "require_approvals"]
+        if unknown:
+            hint = _suggest(str(unknown[0]), ["require_approvals"])
+            raise ValueError(f"unknown key '{unknown[0]}' in over_limit{hint} ({_OVER_LIMIT_FORMS})")
+        count = value.get("require_approvals")
+        if isinstance(count, int) and not isinstance(count, bool) and 1 <= count <= 10:
+            return OverLimitApprovals(require_approvals=count)
+        raise ValueError(f"over_limit require_approvals must be a number from 1 to 10, got {count!r}")
+    raise ValueError(f"bad over_limit {value!r} ({_OVER_LIMIT_FORMS})")
 
 
 class RuleSpec(_Strict):
@@ -353,9 +447,13 @@ class RuleSpec(_Strict):
     prompts: StrList = []
     principals: StrList = []
     roles: StrList = []
-    effect: Literal["allow", "deny", "require_approval"]
+    # Required, except on a blast-radius rule (`max_changes`), whose effect is its `over_limit`.
+    effect: Literal["allow", "deny", "require_approval"] | None = None
     when: ConditionSpec | None = None
     unless: ConditionSpec | None = None
+    # Blast radius: the rule matches only calls that would change more than `max_changes` objects.
+    max_changes: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+    over_limit: Annotated[Literal["deny"] | OverLimitApprovals, BeforeValidator(_over_limit)] | None = None
 
 
 class ApproversSpec(_Strict):
@@ -494,6 +592,20 @@ class Condition:
                 return pattern
         return None
 
+    def match_values(self, value: FactValue, *, need_all: bool) -> str | None:
+        """For a fact with several values: the pattern that matched, when any (or, `need_all`, every)
+        value matches; None otherwise. No values at all never match (nothing to judge is not a match)."""
+        values = (value,) if isinstance(value, str) else value
+        hits = [self.match(v) for v in values]
+        matched = [h for h in hits if h is not None]
+        if not values or (need_all and len(matched) < len(values)) or not matched:
+            return None
+        return matched[0]
+
+
+def _shown(value: FactValue) -> str:
+    return f"'{value}'" if isinstance(value, str) else "[" + ", ".join(f"'{v}'" for v in value) + "]"
+
 
 @dataclass(frozen=True)
 class CompiledRule:
@@ -509,6 +621,8 @@ class CompiledRule:
     line: int | None = None
     resources: frozenset[str] = frozenset()
     prompts: frozenset[str] = frozenset()
+    max_changes: int | None = None  # a blast-radius rule: matches calls changing more objects than this
+    required_approvals: int | None = None  # a gate that needs more approvers than the policy's default
 
     def names_readable(self, kind: str, name: str) -> bool:
         return name in (self.resources if kind == "resource" else self.prompts)
@@ -525,14 +639,23 @@ class CompiledRule:
         rule, and makes an allow rule not match (fail closed either way).
         """
         details: list[str] = []
+        restrictive = self.effect != "allow"
         for cond in self.conditions:
             value = getattr(facts, cond.fact)
             if value is None:
                 return "unknown", f"fact '{cond.fact}' was not resolved"
-            hit = cond.match(value)
+            # Several values: a restrictive rule catches the call when any matches, an allow needs them all.
+            hit = cond.match_values(value, need_all=not restrictive)
             if hit is None:
-                return "nomatch", f"{cond.fact} '{value}' matches none of {list(cond.patterns)}"
-            details.append(f"{cond.fact} '{value}' matches '{hit}'")
+                return "nomatch", f"{cond.fact} {_shown(value)} matches none of {list(cond.patterns)}"
+            details.append(f"{cond.fact} {_shown(value)} matches '{hit}'")
+        if self.max_changes is not None:
+            count = facts.change_count
+            if count is None:
+                return "unknown", f"fact '{CHANGE_COUNT}' was not resolved"
+            if count <= self.max_changes:
+                return "nomatch", f"{count} change(s) is within max_changes {self.max_changes}"
+            details.append(f"{count} changes exceed max_changes {self.max_changes}")
         if self.exceptions:
             excepted, unknown, why = True, False, []
             for cond in self.exceptions:
@@ -541,12 +664,13 @@ class CompiledRule:
                     excepted, unknown = False, True
                     why.append(f"exception fact '{cond.fact}' unknown")
                     continue
-                hit = cond.match(value)
+                # An exception excuses a restrictive rule only when every value is excepted.
+                hit = cond.match_values(value, need_all=restrictive)
                 if hit is None:
                     excepted = False
-                    why.append(f"not excepted: {cond.fact} '{value}' matches none of {list(cond.patterns)}")
+                    why.append(f"not excepted: {cond.fact} {_shown(value)} matches none of {list(cond.patterns)}")
                 else:
-                    why.append(f"{cond.fact} '{value}' matches exception '{hit}'")
+                    why.append(f"{cond.fact} {_shown(value)} matches exception '{hit}'")
             if excepted:
                 return "nomatch", "excepted by unless: " + "; ".join(why)
             if unknown and self.effect == "allow":
@@ -706,6 +830,8 @@ class Policy:
                     "roles": sorted(r.roles),
                     "when": {c.fact: list(c.patterns) for c in r.conditions},
                     "unless": {c.fact: list(c.patterns) for c in r.exceptions},
+                    **({"max_changes": r.max_changes} if r.max_changes is not None else {}),
+                    **({"required_approvals": r.required_approvals} if r.required_approvals else {}),
                     "description": r.description,
                 }
                 for r in self.rules
@@ -783,13 +909,15 @@ def decide(
             fail_closed=True,
         )
     if gates:
-        rule, detail = gates[0]
+        # The strictest gate decides how many approvers the request needs (a blast-radius rule may ask more).
+        rule, detail = max(gates, key=lambda g: g[0].required_approvals or 0)
+        needed = max(policy.required_approvals, rule.required_approvals or 0)
         return Decision(
             "require_approval",
             rule.id,
             rule.description or None,
             f"rule '{rule.id}' requires approval ({detail})",
-            required_approvals=policy.required_approvals,
+            required_approvals=needed,
             trace=tr,
         )
     if allows:
@@ -1234,7 +1362,7 @@ class _Compiler:
     def _condition_regex(self, fact: str, pattern: str) -> re.Pattern[str]:
         if fact == "project_path":
             return compile_path_glob(pattern)
-        if fact == "content_kind":
+        if fact in _CONTENT_KIND_FACTS:
             if pattern not in CONTENT_KINDS:
                 raise GlobError(
                     f"unknown content kind{_suggest(pattern, CONTENT_KINDS) or ' (known: ' + ', '.join(CONTENT_KINDS) + ')'}"
@@ -1259,7 +1387,8 @@ class _Compiler:
             )
         tools = self._select_tools(loc + ("tools",), rule.tools)
         readables = {kind: self._select_readables(loc, kind, getattr(rule, kind + "s")) for kind in DEFAULT_READABLES}
-        if (rule.resources or rule.prompts) and rule.effect == "require_approval":
+        effect, required_approvals = self._effect(loc, rule)
+        if (rule.resources or rule.prompts) and (effect == "require_approval" or rule.max_changes is not None):
             self.problem(loc + ("effect",), "reading a resource or prompt cannot wait for approval: use allow or deny")
         if (rule.resources or rule.prompts) and (rule.when or rule.unless):
             self.problem(
@@ -1277,7 +1406,7 @@ class _Compiler:
             )
         conditions = self._conditions(loc + ("when",), rule.when)
         exceptions = self._conditions(loc + ("unless",), rule.unless, key="unless")
-        needed = {c.fact for c in conditions}
+        needed = {c.fact for c in conditions} | ({CHANGE_COUNT} if rule.max_changes is not None else set())
         if needed and tools:
             applicable = {
                 t for t in tools if self.catalog[t].facts is None or needed <= self.catalog[t].facts
@@ -1296,7 +1425,7 @@ class _Compiler:
         return CompiledRule(
             id=rule.id,
             description=rule.description,
-            effect=rule.effect,
+            effect=effect,
             tools=frozenset(tools),
             principals=principals,
             any_principal=any_principal,
@@ -1306,7 +1435,34 @@ class _Compiler:
             line=_line(self.lines, loc),
             resources=frozenset(readables["resource"]),
             prompts=frozenset(readables["prompt"]),
+            max_changes=rule.max_changes,
+            required_approvals=required_approvals,
         )
+
+    def _effect(self, loc: tuple[Any, ...], rule: RuleSpec) -> tuple[Effect, int | None]:
+        """A rule's effect and the approvers it needs: `effect:`, or for a blast-radius rule its `over_limit`."""
+        if rule.max_changes is None:
+            if rule.over_limit is not None:
+                self.problem(loc + ("over_limit",), "'over_limit' needs 'max_changes' (the limit it applies past)")
+            if rule.effect is None:
+                self.problem(loc, f"missing required key 'effect' in {_where(loc)} (allow, deny or require_approval)")
+            return rule.effect or "deny", None
+        if rule.effect is not None:
+            self.problem(
+                loc + ("effect",),
+                "a rule with 'max_changes' takes its effect from 'over_limit' "
+                "(over_limit: deny, or over_limit: {require_approvals: 2}); remove 'effect'",
+            )
+        if rule.over_limit is None:
+            self.problem(
+                loc + ("max_changes",),
+                "'max_changes' needs 'over_limit': what happens past the limit "
+                "(over_limit: deny, or over_limit: {require_approvals: 2})",
+            )
+            return "deny", None
+        if rule.over_limit == "deny":
+            return "deny", None
+        return "require_approval", rule.over_limit.require_approvals
 
     def _select_readables(self, loc: tuple[Any, ...], kind: str, patterns: list[str]) -> set[str]:
         """Resource or prompt names (or globs over them) from a rule's `resources:` / `prompts:`."""
@@ -1358,4 +1514,10 @@ class _Compiler:
                 f"approvals need {self.spec.approvals.required_approvals} distinct approvers but the policy names "
                 f"{len(eligible)} ({', '.join(sorted(eligible)) or 'none'}); gated calls can never be approved"
             )
+        for rule in rules:
+            if (rule.required_approvals or 0) > len(eligible):
+                self.warnings.append(
+                    f"rule '{rule.id}' needs {rule.required_approvals} distinct approvers past its limit but the "
+                    f"policy names {len(eligible)}; such calls can never be approved"
+                )
         return eligible

@@ -1125,6 +1125,51 @@ class TableauClient:
         finally:
             self.invalidate_caches("groups", "users")
 
+    async def add_user(self, name: str, site_role: str, auth_setting: str | None = None) -> UserRecord:
+        """Add a user to the site (Tableau's Add User: name, site role, authentication); one POST."""
+        server = self._tsc()
+        item = TSC.UserItem(name, site_role, auth_setting=auth_setting)
+        ctx = self._ctx(f"adding user '{name}'", "list_users shows who is on the site")
+        try:
+            return user_record(await self._call(ctx, server.users.add, item))
+        finally:
+            self.invalidate_caches("users", "groups")
+
+    async def update_user(self, user_id: str, *, site_role: str | None = None, email: str | None = None) -> UserRecord:
+        """Change a user's site role and/or email: one PUT whose body holds only those attributes (TSC's
+        `users.update` would send every field the item carries)."""
+        server = self._tsc()
+        attributes = {"siteRole": site_role, "email": email}
+        shown = " ".join(f'{key}="{_xml_attr(value)}"' for key, value in attributes.items() if value is not None)
+        body = f"<tsRequest><user {shown}/></tsRequest>"
+        ctx = self._item_ctx("user", user_id, "updating")
+
+        def put() -> UserRecord:
+            response = server.users.put_request(f"{server.users.baseurl}/{user_id}", body.encode())
+            return user_record(TSC.UserItem.from_response(response.content, server.namespace)[0])
+
+        try:
+            return await self._call(ctx, put)
+        finally:
+            self.invalidate_caches("users", "groups")
+
+    async def change_owner(self, kind: ContentKind, item_id: str, owner_id: str) -> None:
+        """Make `owner_id` the owner of one workbook, data source, flow or project: one PUT, nothing read.
+
+        The body holds only `<owner id/>`: TSC's `update()` would also send fields the item does not carry
+        (a datasource's `isCertified="none"`, a workbook's default `showTabs="false"`) and change them."""
+        self._check_kind(kind, ("workbook", "datasource", "flow", "project"))
+        server = self._tsc()
+        endpoint = getattr(server, _ENDPOINTS[kind])
+        body = f'<tsRequest><{kind}><owner id="{_xml_attr(owner_id)}"/></{kind}></tsRequest>'
+        url = f"{endpoint.baseurl}/{item_id}"
+        ctx = self._item_ctx(kind, item_id, "changing the owner of")
+        try:
+            await self._call(ctx, endpoint.put_request, url, body.encode())
+        finally:
+            if kind == "project":
+                self.invalidate_caches("projects", "project_tree")
+
     # -- permissions -------------------------------------------------------------------------
 
     async def permissions(self, kind: ContentKind, item_id: str) -> list[PermissionRule]:
@@ -1291,6 +1336,10 @@ class TableauClient:
         """Ask Tableau to cancel a job (not retried automatically; check get_job afterwards)."""
         server = self._tsc()
         await self._call(self._item_ctx("job", job_id, "cancelling"), server.jobs.cancel, job_id)
+
+
+def _xml_attr(value: str) -> str:
+    return value.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;")
 
 
 def _skip_unused_response_logging(server: TSC.Server) -> None:

@@ -148,3 +148,23 @@ def test_concurrent_clients_with_latency(small_emulator, small_server):
         thread.join(30)
     assert errors == []
     assert [e.status for e in small_emulator.request_log] == [200] * 20
+
+
+def test_fail_write_fails_only_the_nth_write_and_flows_change_owner(small_emulator, small_server):
+    """Reads do not count; the Nth write answers the injected error; the writes around it are served."""
+    base = f"{small_emulator.url}/_emulator"
+    flows, _ = small_server.flows.get()
+    users, _ = small_server.users.get()
+    heir = next(u for u in users if u.site_role == "Creator")
+    url = f"{small_server.flows.baseurl}/{flows[0].id}"
+    body = f'<tsRequest><flow><owner id="{heir.id}"/></flow></tsRequest>'.encode()
+    assert requests.post(f"{base}/faults/write", json={"nth": 2, "status": 500, "code": "500000"}, timeout=10).ok
+    small_server.flows.put_request(url, body)  # write 1: served
+    small_server.projects.get()  # a read: not counted
+    with pytest.raises(InternalServerError) as caught:
+        small_server.flows.put_request(url, body)  # write 2: the injected failure
+    assert caught.value.code == 500 and b"500000" in caught.value.content
+    small_server.flows.put_request(url, body)  # write 3: served again
+    assert small_emulator.state.flows[flows[0].id].owner_id == heir.id
+    assert small_emulator.control.pending_faults() == 0
+    assert requests.post(f"{base}/faults/write", json={"nth": 0}, timeout=10).status_code == 400

@@ -70,7 +70,7 @@ async def test_an_allowed_read_is_audited_with_its_principal_and_every_tableau_r
     async with steward.client() as client:
         names = {r.name for r in (await client.list_resources()).resources}
         assert names == {"site_summary"}  # the policy resource is not named for this principal
-        assert len((await client.list_prompts()).prompts) == 3
+        assert len((await client.list_prompts()).prompts) == 6
         steward.emulator.control.reset_request_log()
         summary = await client.read_resource(SITE_SUMMARY_URI)
         served = [(e.method, e.path) for e in steward.emulator.request_log]

@@ -266,6 +266,67 @@ async def case_whoami(client, large: Large) -> list[Any]:
     return [result]
 
 
+async def case_remove_user_from_group(client, large: Large) -> list[Any]:
+    state = large.state
+    group = unique_group(state, exclude={large.gated_group})
+    user = next(state.users[u] for u in sorted(group.member_ids))
+    before = len(group.member_ids)
+    body = fits(result := await client.call_tool("remove_user_from_group", {"user": user.id, "group": group.name}))
+    assert body["result"]["status"] == "removed", body
+    assert body["result"]["membership"]["group_member_count"] == before - 1 == len(group.member_ids)
+    return [result]
+
+
+async def case_create_user(client, large: Large) -> list[Any]:
+    group = unique_group(large.state, exclude={large.gated_group})
+    arguments = {"name": "large.new.hire@example.com", "site_role": "Explorer", "groups": [group.name]}
+    body = fits(result := await client.call_tool("create_user", arguments))
+    assert body["result"]["status"] == "created" and body["result"]["groups_joined"] == [group.name], body
+    assert large.state.user_by_name("large.new.hire@example.com").id in group.member_ids
+    return [result]
+
+
+async def case_update_user_site_role(client, large: Large) -> list[Any]:
+    state = large.state
+    user = next(u for u in state.users.values() if u.site_role == "Creator")
+    owned = sum(1 for wb in state.workbooks.values() if wb.owner_id == user.id)
+    body = fits(result := await client.call_tool("update_user_site_role", {"user": user.id, "site_role": "Viewer"}))
+    assert body["result"]["status"] == "updated" and body["result"]["owned"]["workbook"] == owned, body
+    assert state.users[user.id].site_role == "Viewer"
+    return [result]
+
+
+async def case_cancel_job(client, large: Large) -> list[Any]:
+    job = next(j for j in large.state.jobs.values() if j.status == "Success")
+    body = fits(result := await client.call_tool("cancel_job", {"job_id": job.id}))
+    assert body["result"]["status"] == "already_finished" and body["result"]["job"]["status"] == "Success", body
+    return [result]
+
+
+async def case_sync_group_members(client, large: Large) -> list[Any]:
+    state = large.state
+    group = unique_group(state, exclude={large.gated_group})
+    outsiders = sorted(u.name for u in state.users.values()
+                       if u.id not in group.member_ids and u.site_role in ("Explorer", "Creator"))[:2]
+    before = set(group.member_ids)
+    members = [state.users[u].name for u in sorted(before)] + outsiders + ["nobody@example.invalid"]
+    body = fits(result := await client.call_tool("sync_group_members", {"groups": [{"group": group.name, "members": members}]}))
+    assert body["result"]["added"] == 2 and body["result"]["groups"][0]["unknown"] == ["nobody@example.invalid"], body
+    assert group.member_ids == before | {state.user_by_name(n).id for n in outsiders}
+    return [result]
+
+
+async def case_transfer_content_ownership(client, large: Large) -> list[Any]:
+    state = large.state
+    heir = min((u for u in state.users.values() if u.site_role == "Creator"), key=lambda u: u.name)
+    chosen = sorted(wb.id for wb in state.workbooks.values() if wb.owner_id != heir.id)[:30]
+    arguments = {"kind": "workbook", "item_ids": chosen, "new_owner": heir.name}
+    body = fits(result := await client.call_tool("transfer_content_ownership", arguments))
+    assert (body["result"]["moved"], body["result"]["results_total"]) == (30, 30), body
+    assert all(state.workbooks[i].owner_id == heir.id for i in chosen)
+    return [result]
+
+
 CASES: dict[str, Callable[[Any, Large], Awaitable[list[Any]]]] = {
     "list_content": case_list_content,
     "find_owners": case_find_owners,
@@ -276,6 +337,12 @@ CASES: dict[str, Callable[[Any, Large], Awaitable[list[Any]]]] = {
     "get_job": case_get_job,
     "refresh_and_wait": case_refresh_and_wait,
     "add_user_to_group": case_add_user_to_group,
+    "remove_user_from_group": case_remove_user_from_group,
+    "create_user": case_create_user,
+    "update_user_site_role": case_update_user_site_role,
+    "cancel_job": case_cancel_job,
+    "sync_group_members": case_sync_group_members,
+    "transfer_content_ownership": case_transfer_content_ownership,
     "get_request": case_get_request,
     "cancel_request": case_cancel_request,
     "list_refresh_tasks": case_list_refresh_tasks,
