@@ -37,8 +37,8 @@ from server.governance import (
 )
 from server.governance.keys import SigningKey, SigningKeyError, load_signing_key
 from server.governance.policy import TokenSpec, decide_read, readable
-from server.operations import Operations
 from server.notify.config import DeliveryTarget, NotificationsError, resolve_targets
+from server.operations import Operations
 from server.toolkit import ToolSpec
 
 __all__ = ["AuditUnavailable", "ChangeHook", "Governance", "PolicyError", "signing_key_for"]

@@ -32,9 +32,9 @@ from server.arguments import ArgumentError, parse_arguments
 from server.governance import admin_api
 from server.governance.display import escape_controls
 from server.governed import AuditUnavailable, Governance
-from server.operations import health_routes
 from server.integrations.slack_route import slack_routes
 from server.notify.service import call_on_loop, running_notifications
+from server.operations import health_routes
 from server.tableau.errors import TableauError
 from server.toolkit import Progress, ToolContext, ToolFailure, ToolSpec
 
@@ -537,7 +537,7 @@ class CallPipeline:
         while True:
             try:
                 await self.live.governance.approval_wakeup(APPROVAL_POLL_SECONDS)  # a NOTIFY, or the timeout
-            except Exception as exc:  # the store away: the runner's poll goes on, and so does this
+            except Exception as exc:  # noqa: BLE001 - whatever the store raised, the runner must go on polling
                 log.warning("not listening for approvals (%s); polling", type(exc).__name__)
                 await anyio.sleep(APPROVAL_POLL_SECONDS)
                 continue
