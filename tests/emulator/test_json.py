@@ -166,7 +166,10 @@ def _get_paths(emu, site: str, user_id: str) -> dict[str, str]:
     wb = next(iter(state.workbooks.values()))
     project = next(p for p in state.projects.values() if p.name == "Finance")
     group = next(iter(state.groups.values()))
+    flow = next(iter(state.flows.values()))
     job = next(iter(state.jobs.values()))
+    # Cancelling a finished job is Tableau's 409 (the body was still read); a queued or running one is cancelled.
+    cancel_status = 409 if job.completed_at is not None else 200
     task = next(iter(state.tasks.values()))
     schedule = next(iter(state.schedules.values()))
     flow = next(iter(state.flows.values()))
@@ -290,11 +293,15 @@ def test_every_write_with_a_body_accepts_json(small_emulator, session, api):
     sandbox = next(p for p in state.projects.values() if p.name == "Sandbox")
     analysts = next(g for g in state.groups.values() if g.name == "Analysts")
     viewer = state.user_by_name("viewer@example.com")
+    flow = next(iter(state.flows.values()))
     job = next(iter(state.jobs.values()))
+    # Cancelling a finished job is Tableau's 409 (the body was still read); a queued or running one is cancelled.
+    cancel_status = 409 if job.completed_at is not None else 200
     s = site.replace(api, "")
     writes = [  # (method, route pattern, path, JSON body, expected status)
         ("POST", "/auth/switchSite", "/auth/switchSite", {"site": {"contentUrl": "elsewhere"}}, 401),
         ("PUT", "/sites/{site}/datasources/{id}", f"{s}/datasources/{ds.id}", {"datasource": {"isCertified": True}}, 200),
+        ("PUT", "/sites/{site}/flows/{id}", f"{s}/flows/{flow.id}", {"flow": {"owner": {"id": flow.owner_id}}}, 200),
         ("POST", "/sites/{site}/workbooks/{id}/refresh", f"{s}/workbooks/{wb.id}/refresh", {}, 202),
         ("POST", "/sites/{site}/datasources/{id}/refresh", f"{s}/datasources/{ds.id}/refresh", {}, 202),
         ("POST", "/sites/{site}/users", f"{s}/users", {"user": {"name": "json.user", "siteRole": "Viewer"}}, 201),
@@ -311,7 +318,7 @@ def test_every_write_with_a_body_accepts_json(small_emulator, session, api):
          200),
         ("PUT", "/sites/{site}/projects/{project}", f"{s}/projects/{sandbox.id}",
          {"project": {"description": "described in JSON"}}, 200),
-        ("PUT", "/sites/{site}/jobs/{job}", f"{s}/jobs/{job.id}", {}, 200),
+        ("PUT", "/sites/{site}/jobs/{job}", f"{s}/jobs/{job.id}", {}, cancel_status),
     ]
     for method, pattern, path, body, status in writes:
         reply = http.request(method, f"{api}{path}", json=body, headers=JSON_BODY, timeout=10)
