@@ -1,14 +1,15 @@
 """The emulator as an ASGI application.
 
 One request goes through: control API (`/_emulator/...`, never delayed, faulted or logged) →
-injected latency → injected fault → job clock → route → session → handler → optional XSD check →
-request log. Handlers run synchronously on the event loop under `Emulator.lock`, so they see a
+injected latency → injected fault → job clock → route → session → handler → XML, or JSON when
+`Accept` asks for it (`jsonout`) → optional XSD check → request log. Handlers run synchronously on the event loop under `Emulator.lock`, so they see a
 consistent `SiteState`; tests that touch the state from their own thread take the same lock.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import re
@@ -18,7 +19,10 @@ import traceback
 from typing import Any
 from urllib.parse import parse_qs
 
-from . import handlers  # noqa: F401  (registers every route)
+from . import (
+    handlers,  # noqa: F401  (registers every route)
+    jsonout,
+)
 from . import model as m
 from .auth import Sessions
 from .control_api import handle_control
@@ -47,6 +51,7 @@ class Emulator:
         session_idle_seconds: float = 14400,
         job_speed: float = 1.0,
         validate_xsd: bool = False,
+        check_json: bool = False,
     ) -> None:
         self.state = state
         self.api_version = api_version
@@ -56,6 +61,9 @@ class Emulator:
         self.control.bind(expire_sessions=self.sessions.expire_all, set_job_speed=self.clock.set_speed)
         self.validate_xsd = validate_xsd
         self.xsd_failures: list[XsdFailure] = []
+        # With check_json, every successful GET is rendered in both formats and compared (tests).
+        self.check_json = check_json
+        self.json_mismatches: list[JsonMismatch] = []
         self.handler_errors: list[str] = []  # unexpected exceptions (emulator bugs), for test teardown
         self.lock = threading.RLock()
 
@@ -91,7 +99,7 @@ class Emulator:
             await asyncio.sleep(self.control.latency_ms / 1000.0)
         fault = self.control.take_fault()
         if fault is not None:
-            status, headers, payload = _fault_response(fault)
+            status, headers, payload = _fault_response(fault, dict(scope.get("headers") or []))
         else:
             status, headers, payload = self._dispatch(scope, method, path, query_string, body)
         if self.validate_xsd and payload and _is_xml(headers):
@@ -108,30 +116,39 @@ class Emulator:
     def _dispatch(
         self, scope: dict[str, Any], method: str, path: str, query_string: str, body: bytes
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        headers = dict(scope.get("headers") or [])
+        as_json = wants_json(headers.get(b"accept", b""))
         try:
-            reply = self._handle(scope, method, path, query_string, body)
+            reply = self._handle(scope, headers, method, path, query_string, body, as_json)
         except ApiError as err:
-            return err.status, _XML_HEADERS, error_document(err.code, err.summary, err.detail)
+            return err.status, *_error(as_json, err.code, err.summary, err.detail)
         except Exception:  # noqa: BLE001  a handler bug: answer like Tableau would, keep serving
             trace = traceback.format_exc()
             self.handler_errors.append(f"{method} {path}\n{trace}")
             log.error("emulator handler failed for %s %s\n%s", method, path, trace)
-            return (
-                500,
-                _XML_HEADERS,
-                error_document("500000", "Internal Server Error", "The emulator failed."),
-            )
-        headers = list(_XML_HEADERS) if reply.body is not None else []
-        headers += [(k.lower().encode(), v.encode()) for k, v in reply.headers.items()]
-        payload = document(reply.body) if reply.body is not None else b""
-        return reply.status, headers, payload
+            return 500, *_error(as_json, "500000", "Internal Server Error", "The emulator failed.")
+        extra = [(k.lower().encode(), v.encode()) for k, v in reply.headers.items()]
+        if reply.body is None and reply.json is None:
+            return reply.status, extra, b""
+        if as_json:
+            payload = jsonout.dumps(reply.json if reply.json is not None else jsonout.xml_to_json(reply.body or ""))
+            return reply.status, [(b"content-type", jsonout.JSON_CONTENT_TYPE), *extra], payload
+        return reply.status, [*_XML_HEADERS, *extra], document(reply.body or "")
 
-    def _handle(self, scope: dict[str, Any], method: str, path: str, query_string: str, body: bytes) -> Reply:
+    def _handle(
+        self,
+        scope: dict[str, Any],
+        headers: dict[bytes, bytes],
+        method: str,
+        path: str,
+        query_string: str,
+        body: bytes,
+        as_json: bool,
+    ) -> Reply:
         found = _API_PATH.match(path)
         if found is None:
             raise ApiError(404, "404003", "Resource Not Found", f"'{path}' is not a REST API path.")
         route, params = router.match(method, found.group(2) or "/")
-        headers = dict(scope.get("headers") or [])
         call = Call(
             emu=self,
             method=method,
@@ -141,6 +158,8 @@ class Emulator:
             body=body,
             base_url=_base_url(scope),
             token=headers.get(b"x-tableau-auth", b"").decode("latin-1") or None,
+            wants_json=as_json,
+            json_body=b"json" in headers.get(b"content-type", b"").lower(),
         )
         with self.lock:
             self.clock.advance()
@@ -154,7 +173,46 @@ class Emulator:
             site = params.get("site")
             if site is not None and site != self.state.id:
                 raise ApiError(404, "404000", "Resource Not Found", f"Site '{site}' could not be found.")
-            return route.handler(call)
+            reply = route.handler(call)
+            if self.check_json and method == "GET" and reply.status == 200:
+                # Same state, same lock: render the other format too and compare what they carry.
+                other = route.handler(dataclasses.replace(call, wants_json=not as_json))
+                xml_reply, json_reply = (other, reply) if as_json else (reply, other)
+                self._compare_json(method, path, query_string, xml_reply, json_reply)
+            return reply
+
+    def _compare_json(self, method: str, path: str, query: str, xml_reply: Reply, json_reply: Reply) -> None:
+        if xml_reply.body is None:
+            return
+        answer = json_reply.json if json_reply.json is not None else jsonout.xml_to_json(json_reply.body or "")
+        problem = jsonout.mismatch(xml_reply.body, answer)
+        if problem is not None:
+            self.json_mismatches.append(JsonMismatch(method, path, query, problem))
+            log.warning("JSON answer to %s %s differs from its XML: %s", method, path, problem)
+
+
+@dataclasses.dataclass(frozen=True)
+class JsonMismatch:
+    method: str
+    path: str
+    query: str
+    problem: str
+
+
+def wants_json(accept: bytes) -> bool:
+    """True when `Accept` prefers application/json to XML (TSC sends `*/*`: XML)."""
+    accept = accept.lower()
+    json_at = accept.find(b"application/json")
+    if json_at < 0:
+        return False
+    xml_at = accept.find(b"xml")
+    return xml_at < 0 or json_at < xml_at
+
+
+def _error(as_json: bool, code: str, summary: str, detail: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    if as_json:
+        return [(b"content-type", jsonout.JSON_CONTENT_TYPE)], jsonout.error_json(code, summary, detail)
+    return list(_XML_HEADERS), error_document(code, summary, detail)
 
 
 def _is_xml(headers: list[tuple[bytes, bytes]]) -> bool:
@@ -166,7 +224,7 @@ def _base_url(scope: dict[str, Any]) -> str:
     return f"{scope.get('scheme', 'http')}://{server[0]}:{server[1]}"
 
 
-def _fault_response(fault: Fault) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+def _fault_response(fault: Fault, request_headers: dict[bytes, bytes]) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     headers: list[tuple[bytes, bytes]] = []
     if fault.retry_after is not None:
         headers.append((b"retry-after", fault.retry_after.encode()))
@@ -183,7 +241,10 @@ def _fault_response(fault: Fault) -> tuple[int, list[tuple[bytes, bytes]], bytes
     detail = "Too many requests."
     if fault.body_hint_minutes is not None:
         detail = f"Too many requests for 'api.rest'. Please retry after {fault.body_hint_minutes} minutes."
-    return fault.status, list(_XML_HEADERS) + headers, error_document(fault.code, "Too Many Requests", detail)
+    content_headers, payload = _error(
+        wants_json(request_headers.get(b"accept", b"")), fault.code, "Too Many Requests", detail
+    )
+    return fault.status, content_headers + headers, payload
 
 
 async def _read_body(receive: Any) -> bytes:

@@ -37,6 +37,7 @@ class EmulatorServer:
         session_idle_seconds: float = 14400,
         job_speed: float = 1.0,
         validate_xsd: bool = False,
+        check_json: bool = False,
     ) -> None:
         self.app = Emulator(
             site,
@@ -45,6 +46,7 @@ class EmulatorServer:
             session_idle_seconds=session_idle_seconds,
             job_speed=job_speed,
             validate_xsd=validate_xsd,
+            check_json=check_json,
         )
         self.host = host
         self.port = port
@@ -80,6 +82,11 @@ class EmulatorServer:
     @property
     def xsd_failures(self) -> list[XsdFailure]:
         return self.app.xsd_failures
+
+    @property
+    def json_mismatches(self) -> list:
+        """GET answers whose JSON did not carry the same data as their XML (with `check_json`)."""
+        return self.app.json_mismatches
 
     @property
     def handler_errors(self) -> list[str]:

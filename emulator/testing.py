@@ -1,7 +1,10 @@
 """Test helpers for every test directory: a small purpose-built site and `start_emulator`.
 
 `start_emulator` always validates every XML response against the patched XSD and fails at exit
-when one did not validate; that is how the suite checks "every response validates".
+when one did not validate; that is how the suite checks "every response validates". It also
+renders every successful GET as JSON too and fails at exit when the JSON and the XML do not carry
+the same data (Tableau's mapping, `emulator.jsonout`): every endpoint the suite reads is checked
+in both formats.
 """
 
 from __future__ import annotations
@@ -251,15 +254,20 @@ class XsdInvalidResponses(AssertionError):
     pass
 
 
+class JsonMismatches(AssertionError):
+    pass
+
+
 @contextlib.contextmanager
 def start_emulator(site: m.SiteState | None = None, **knobs: Any) -> Iterator[EmulatorServer]:
     """Serve `site` (default: `small_site()`) with XSD checks on; fail at exit if any response was invalid
     or a handler crashed.
 
     `knobs` are `EmulatorServer` keyword arguments (latency_ms, api_version, session_idle_seconds,
-    job_speed, ...). `validate_xsd` is forced on.
+    job_speed, ...). `validate_xsd` is forced on; `check_json` is on unless passed False.
     """
     knobs["validate_xsd"] = True
+    knobs.setdefault("check_json", True)
     server = EmulatorServer(site if site is not None else small_site(), **knobs)
     with server:
         yield server
@@ -268,6 +276,9 @@ def start_emulator(site: m.SiteState | None = None, **knobs: Any) -> Iterator[Em
     if server.xsd_failures:
         lines = "\n".join(f"  {f.method} {f.path} -> {f.status}: {f.error}" for f in server.xsd_failures[:20])
         raise XsdInvalidResponses(f"{len(server.xsd_failures)} response(s) failed the XSD:\n{lines}")
+    if server.json_mismatches:
+        lines = "\n".join(f"  {f.method} {f.path}?{f.query}: {f.problem}" for f in server.json_mismatches[:20])
+        raise JsonMismatches(f"{len(server.json_mismatches)} JSON answer(s) differ from their XML:\n{lines}")
 
 
 DEMO_PAT = ("steward-test", "steward-test-secret")

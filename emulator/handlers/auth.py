@@ -8,7 +8,7 @@ from ..errors import ApiError
 from ..model import utcnow
 from ..render import PRODUCT_BUILD, PRODUCT_VERSION
 from ..routing import Call, Reply, route
-from ..xmlout import esc
+from ..xmlout import el, esc
 
 # days:hours:minutes:seconds, the shape a PAT sign-in reports (TSC ignores it).
 ESTIMATED_EXPIRY = "361:23:59:59"
@@ -61,3 +61,12 @@ def server_info(call: Call) -> Reply:
         f'<serverInfo><productVersion build="{PRODUCT_BUILD}">{PRODUCT_VERSION}</productVersion>'
         f"<restApiVersion>{esc(call.emu.api_version)}</restApiVersion></serverInfo>",
     )
+
+
+@route("GET", "/sessions/current")
+def current_session(call: Call) -> Reply:
+    """The signed-in session's site and user (what tableau-mcp reads after signing in)."""
+    user, state = call.actor, call.state
+    site = el("site", [("id", state.id), ("name", state.name), ("contentUrl", state.content_url)])
+    who = el("user", [("id", user.id), ("name", user.name), ("siteRole", user.site_role)])
+    return Reply(200, f"<session>{site}{who}</session>")
