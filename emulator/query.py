@@ -5,7 +5,10 @@ Grammar (Tableau "Filtering and Sorting", "Using Fields"; TSC 0.42 encodings in 
   sort=field:asc|desc[,field:asc|desc]...
   fields=_all_ | _default_,owner.name,project.name | id,name (restrictive)
 Filters are ANDed and evaluated in one pass over the collection (O(n)); `totalAvailable` counts
-the filtered items.
+the filtered items. Like Tableau, each filter value is URL-decoded once more after the query string
+itself was decoded (and after splitting on `,` and `:`): a value sent percent-encoded with
+`quote_plus` matches names with spaces and parentheses, and a literal `+` reads as a space
+(tableau/server-client-python#418).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote_plus
 
 from .errors import ApiError, bad_request
 
@@ -192,9 +196,11 @@ def parse_filter(expression: str | None, table: FieldTable) -> list[Clause]:
                     summary="Invalid filter",
                 )
             kind = "str" if fdef.kind == "tags" else fdef.kind
-            value: Any = tuple(_convert(v, kind, name) for v in raw[1:-1].split(",") if v.strip())
+            value: Any = tuple(
+                _convert(unquote_plus(v), kind, name) for v in raw[1:-1].split(",") if v.strip()
+            )
         else:
-            value = _convert(raw, "str" if fdef.kind == "tags" else fdef.kind, name)
+            value = _convert(unquote_plus(raw), "str" if fdef.kind == "tags" else fdef.kind, name)
         clauses.append(Clause(name, op, value, fdef))
     return clauses
 

@@ -6,6 +6,7 @@ from .. import model as m
 from .. import tables
 from ..authz import is_admin, require_admin, require_change
 from ..errors import ApiError, bad_request, conflict, missing
+from ..generator import copy_rules
 from ..routing import Call, Reply, route
 
 PROJECT_ATTRS = (
@@ -79,7 +80,25 @@ def create_project(call: Call) -> Reply:
         content_permissions=mode or "ManagedByOwner",
     )
     state.projects[project.id] = project
+    _inherit_permissions(state, project)
     return Reply(201, call.render.project(project))
+
+
+def _inherit_permissions(state: m.SiteState, project: m.Project) -> None:
+    """A new project starts with a copy of its parent's rules and default permissions, or, at the top
+    level, of the Default project's, as on Tableau (scripts index into the rules they expect)."""
+    source = project.parent_id
+    if source is None:
+        source = next(
+            (p.id for p in state.projects.values() if p.parent_id is None and p.name == "Default"), None
+        )
+    if source is None or source == project.id:
+        return
+    if ("projects", source) in state.permissions:
+        state.permissions[("projects", project.id)] = copy_rules(state.permissions[("projects", source)])
+    for (owner, ctype), rules in list(state.default_permissions.items()):
+        if owner == source:
+            state.default_permissions[(project.id, ctype)] = copy_rules(rules)
 
 
 @route("PUT", "/sites/{site}/projects/{project}")

@@ -28,7 +28,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Self, TypeVar
-from urllib.parse import urlencode
+from urllib.parse import quote_plus, urlencode
 
 import anyio
 import anyio.to_thread
@@ -188,7 +188,9 @@ def _format_value(value: Any, field: str) -> str:
             "syntax cannot express. Filter on a shorter value (e.g. with '*' wildcards and 'eq'), or list "
             "without this filter and select locally."
         )
-    return text
+    # Tableau URL-decodes a filter value once more after decoding the query string, so a literal
+    # '+' would read as a space and '%xx' as a character (server-client-python#418): encode it once.
+    return quote_plus(text, safe="*")
 
 
 def filter_expressions(filters: Iterable[Filter] | None) -> list[str]:
