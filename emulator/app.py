@@ -108,8 +108,11 @@ class Emulator:
                 self.xsd_failures.append(XsdFailure(method, path, status, error))
                 log.warning("response to %s %s fails the XSD: %s", method, path, error)
         # Logged before sending, so a client that has its answer always finds the entry in the log.
+        response_format = "json" if wants_json(dict(scope.get("headers") or []).get(b"accept", b"")) else "xml"
         self.control.record(
-            LogEntry(method, path, query_string, status, round((time.perf_counter() - started) * 1000, 2))
+            LogEntry(
+                method, path, query_string, status, round((time.perf_counter() - started) * 1000, 2), response_format
+            )
         )
         await _send(send, status, headers, payload)
 

@@ -31,6 +31,7 @@ class LogEntry:
     query: str
     status: int
     duration_ms: float
+    response_format: str = "xml"  # "json" when Accept asked for JSON
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -40,6 +40,7 @@ from tableauserverclient.server.exceptions import EndpointUnavailableError, Serv
 
 from server.config import Settings
 
+from . import json_pages
 from .auth import tsc_credentials
 from .errors import (
     BadConfiguration,
@@ -129,6 +130,9 @@ _JOB_TYPES = {
     "RunFlow": "run_flow",
 }
 _QUEUED_REFRESH_CANDIDATES = 50
+# How the hot list paths (content, users, groups, jobs) are read: "json" (json_pages.py, orjson) or
+# "xml" (parsing.py and TSC). JSON measured faster on both sides of the wire (BENCHMARKS.md).
+LIST_FORMAT = "json"
 
 
 class _Query(TSC.RequestOptions):
@@ -444,6 +448,7 @@ class TableauClient:
         self._info: ServerInfo | None = None
         self._cache: dict[str, tuple[float, Any]] = {}
         self._cache_locks: dict[str, anyio.Lock] = {}
+        self.list_format = LIST_FORMAT  # the benchmark flips it to time both readers in one run
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -740,6 +745,8 @@ class TableauClient:
         def fetch(number: int, size: int) -> tuple[list[ContentRecord], Any]:
             query = _Query(number, size, filters, sort, fields)
             url = endpoint.baseurl + ("?includeUsageStatistics=true" if kind == "view" else "")
+            if self.list_format == "json":
+                return json_pages.content_page(kind, json_pages.get_json(endpoint, url, query))
             response = endpoint.get_request(url, query)  # TSC sends it; parsing.py reads it (fast)
             return content_page(kind, response.content)
 
@@ -900,6 +907,8 @@ class TableauClient:
         def fetch(number: int, size: int) -> tuple[list[UserRecord], Any]:
             query = _Query(number, size, expressions, order)
             query.all_fields = True  # exactly what TSC's users.get() sends
+            if self.list_format == "json":
+                return json_pages.user_page(json_pages.get_json(server.users, server.users.baseurl, query))
             response = server.users.get_request(server.users.baseurl, query)
             return user_page(response.content)  # several times cheaper than TSC's UserItem parser
 
@@ -922,6 +931,8 @@ class TableauClient:
         async def load() -> list[GroupRecord]:
             def fetch(number: int, size: int) -> tuple[list[GroupRecord], Any]:
                 query = _Query(number, size, expressions, DIRECTORY_SORT, ("_default_", "userCount"))
+                if self.list_format == "json":
+                    return json_pages.group_page(json_pages.get_json(server.groups, server.groups.baseurl, query))
                 items, pagination = server.groups.get(query)
                 return [group_record(g) for g in items], pagination
 
@@ -1103,6 +1114,9 @@ class TableauClient:
         expressions, order = filter_expressions(filters), sort_expressions(sort, JOB_SORT)
 
         def fetch(number: int, size: int) -> tuple[list[JobRecord], Any]:
+            if self.list_format == "json":
+                query = _Query(number, size, expressions, order)
+                return json_pages.job_page(json_pages.get_json(server.jobs, server.jobs.baseurl, query))
             items, pagination = server.jobs.get(req_options=_Query(number, size, expressions, order))
             return [background_job_record(j) for j in items], pagination
 
