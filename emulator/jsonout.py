@@ -16,6 +16,7 @@ exactly the ones Tableau's own (schema-generated) JSON has. List pages render JS
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from functools import cache
 from typing import Any
 from xml.etree import ElementTree
@@ -24,6 +25,7 @@ import orjson
 
 from .errors import bad_request
 from .validation import SCHEMA_PATH
+from .xmlout import dt
 
 _XS = "{http://www.w3.org/2001/XMLSchema}"
 JSON_CONTENT_TYPE = b"application/json;charset=utf-8"
@@ -208,3 +210,28 @@ def _differs(element: ElementTree.Element, node: Any, where: str, repeated: froz
             if problem is not None:
                 return problem
     return None
+
+
+# -- native rendering helpers (list pages) -------------------------------------------------------------
+
+
+def json_value(value: Any) -> str:
+    """An attribute value as Tableau's JSON writes it: always a string, formatted as in the XML."""
+    kind = type(value)
+    if kind is str:
+        return value
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is int:
+        return str(value)
+    return dt(value) if isinstance(value, datetime) else str(value)
+
+
+def json_attrs(pairs: Any) -> dict[str, str]:
+    """The attribute pairs an XML renderer would write (None skipped), as a JSON object."""
+    # Most values are already strings: skip the call for them (this runs ~20 times per list item).
+    return {key: value if type(value) is str else json_value(value) for key, value in pairs if value is not None}
+
+
+def tags_json(tags: Any) -> dict[str, Any]:
+    return {"tag": [{"label": label} for label in sorted(tags)]} if tags else {}

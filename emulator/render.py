@@ -8,9 +8,10 @@ Child elements appear in the order the XSD sequences require.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from . import model as m
+from .jsonout import json_attrs, tags_json
 from .query import Fields
 from .xmlout import attrs, dt, el, esc, fmt, text
 
@@ -18,6 +19,8 @@ DEFAULT_FIELDS = Fields()
 USER_ATTRS = ("id", "name", "siteRole", "fullName", "email", "lastLogin", "authSetting", "locale")
 PRODUCT_VERSION = "2024.2.0"
 PRODUCT_BUILD = "20242.24.0613.0835"
+_NAME = frozenset({"name"})
+_NAME_EMAIL = frozenset({"name", "email"})
 
 
 def _pick(pairs: list[tuple[str, object]], f: Fields) -> list[tuple[str, object]]:
@@ -74,62 +77,83 @@ class Renderer:
         domain = "" if f.restrictive and "domainName" not in f.top else '<domain name="local"/>'
         return el(tag, pairs, domain)
 
-    def owner(self, owner_id: str, wanted: set[str], everything: bool = False) -> str:
-        """`<owner id/>`, plus the attributes an `owner.x` expansion (or `_all_`) asked for."""
+    def owner_pairs(self, owner_id: str, wanted: set[str], everything: bool = False) -> list[tuple[str, object]]:
+        """`id`, plus the attributes an `owner.x` expansion (or `_all_`) asked for."""
         user = self.state.users.get(owner_id)
         if user is None:
-            return el("owner", [("id", owner_id)])
-        pairs = [("id", user.id)]
+            return [("id", owner_id)]
+        if not wanted and not everything:
+            return [("id", user.id)]
+        pairs: list[tuple[str, object]] = [("id", user.id)]
         if everything:
             wanted = set(USER_ATTRS)
         for key, value in self.user_pairs(user)[1:]:
             if key in wanted:
                 pairs.append((key, value))
-        return el("owner", pairs)
+        return pairs
+
+    def owner(self, owner_id: str, wanted: set[str], everything: bool = False) -> str:
+        user = self.state.users.get(owner_id)
+        if user is not None and not everything and wanted <= _NAME_EMAIL:
+            # Fast path for list pages (what the access layer asks for), as an f-string.
+            name = f' name="{esc(user.name)}"' if "name" in wanted else ""
+            email = f' email="{esc(user.email)}"' if "email" in wanted and user.email else ""
+            return f'<owner id="{user.id}"{name}{email}/>'
+        return el("owner", self.owner_pairs(owner_id, wanted, everything))
+
+    def group_pairs(self, group: m.Group) -> list[tuple[str, object]]:
+        return [
+            ("id", group.id),
+            ("name", group.name),
+            ("minimumSiteRole", group.minimum_site_role),
+            ("userCount", len(group.member_ids)),
+        ]
 
     def group(self, group: m.Group, f: Fields = DEFAULT_FIELDS) -> str:
-        pairs = _pick(
-            [
-                ("id", group.id),
-                ("name", group.name),
-                ("minimumSiteRole", group.minimum_site_role),
-                ("userCount", len(group.member_ids)),
-            ],
-            f,
-        )
+        pairs = _pick(self.group_pairs(group), f)
         return el("group", pairs, f'<domain name="{esc(group.domain_name)}"/>')
 
     # -- containers ---------------------------------------------------------------------------
 
-    def project_ref(
+    def project_ref_pairs(
         self, project_id: str, wanted: set[str], everything: bool = False, name: bool = True
-    ) -> str:
+    ) -> list[tuple[str, object]]:
         project = self.state.projects.get(project_id)
         if project is None:
-            return el("project", [("id", project_id)])
+            return [("id", project_id)]
         pairs: list[tuple[str, object]] = [("id", project.id)]
         if name or everything or "name" in wanted:
             pairs.append(("name", project.name))
         if everything or "description" in wanted:
             pairs.append(("description", project.description))
-        return el("project", pairs)
+        return pairs
+
+    def project_ref(
+        self, project_id: str, wanted: set[str], everything: bool = False, name: bool = True
+    ) -> str:
+        project = self.state.projects.get(project_id)
+        if project is not None and not everything and wanted <= _NAME:
+            if name or wanted:
+                return f'<project id="{project.id}" name="{esc(project.name)}"/>'
+            return f'<project id="{project.id}"/>'
+        return el("project", self.project_ref_pairs(project_id, wanted, everything, name))
+
+    def project_pairs(self, project: m.Project) -> list[tuple[str, object]]:
+        return [
+            ("id", project.id),
+            ("name", project.name),
+            ("description", project.description),
+            ("contentPermissions", project.content_permissions),
+            # Omitted for top-level projects: TSC's get_by_path tests `parent_id is None`.
+            ("parentProjectId", project.parent_id),
+            ("createdAt", project.created_at),
+            ("updatedAt", project.updated_at),
+            ("topLevelProject", project.parent_id is None),
+            ("writeable", True),
+        ]
 
     def project(self, project: m.Project, f: Fields = DEFAULT_FIELDS) -> str:
-        pairs = _pick(
-            [
-                ("id", project.id),
-                ("name", project.name),
-                ("description", project.description),
-                ("contentPermissions", project.content_permissions),
-                # Omitted for top-level projects: TSC's get_by_path tests `parent_id is None`.
-                ("parentProjectId", project.parent_id),
-                ("createdAt", project.created_at),
-                ("updatedAt", project.updated_at),
-                ("topLevelProject", project.parent_id is None),
-                ("writeable", True),
-            ],
-            f,
-        )
+        pairs = _pick(self.project_pairs(project), f)
         owner_wanted = f.expansion("owner")
         child = ""
         if not f.restrictive or owner_wanted:
@@ -137,6 +161,23 @@ class Renderer:
         return el("project", pairs, child)
 
     # -- content ------------------------------------------------------------------------------
+
+    def workbook_pairs(self, wb: m.Workbook) -> list[tuple[str, object]]:
+        return [
+            ("id", wb.id),
+            ("name", wb.name),
+            ("description", wb.description),
+            ("contentUrl", wb.content_url),
+            ("webpageUrl", f"{self.base_url}/#/site/{self.state.content_url}/workbooks/{wb.content_url}"),
+            ("showTabs", wb.show_tabs),
+            ("size", wb.size),
+            ("createdAt", wb.created_at),
+            ("updatedAt", wb.updated_at),
+            ("encryptExtracts", "false"),
+            ("defaultViewId", wb.view_ids[0] if wb.view_ids else None),
+            ("sheetCount", len(wb.view_ids)),
+            ("hasExtracts", wb.has_extracts),
+        ]
 
     def workbook(self, wb: m.Workbook, f: Fields = DEFAULT_FIELDS, with_views: bool = False) -> str:
         if not f.restrictive:
@@ -167,24 +208,7 @@ class Renderer:
                 + views
                 + "</workbook>"
             )
-        pairs = _pick(
-            [
-                ("id", wb.id),
-                ("name", wb.name),
-                ("description", wb.description),
-                ("contentUrl", wb.content_url),
-                ("webpageUrl", f"{self.base_url}/#/site/{self.state.content_url}/workbooks/{wb.content_url}"),
-                ("showTabs", wb.show_tabs),
-                ("size", wb.size),
-                ("createdAt", wb.created_at),
-                ("updatedAt", wb.updated_at),
-                ("encryptExtracts", "false"),
-                ("defaultViewId", wb.view_ids[0] if wb.view_ids else None),
-                ("sheetCount", len(wb.view_ids)),
-                ("hasExtracts", wb.has_extracts),
-            ],
-            f,
-        )
+        pairs = _pick(self.workbook_pairs(wb), f)
         parts = []
         project_wanted, owner_wanted = f.expansion("project"), f.expansion("owner")
         if not f.restrictive or project_wanted:
@@ -204,20 +228,29 @@ class Renderer:
     def view_ref(self, view: m.View) -> str:
         return el("view", [("id", view.id), ("name", view.name), ("contentUrl", view.content_url)])
 
+    def view_pairs(self, view: m.View) -> list[tuple[str, object]]:
+        return [
+            ("id", view.id),
+            ("name", view.name),
+            ("contentUrl", view.content_url),
+            ("createdAt", view.created_at),
+            ("updatedAt", view.updated_at),
+            ("sheetType", view.sheet_type),
+            ("viewUrlName", view.view_url_name or None),
+        ]
+
+    @staticmethod
+    def _view_workbook_pairs(view: m.View, wb: m.Workbook | None, wanted: set[str]) -> list[tuple[str, object]]:
+        pairs: list[tuple[str, object]] = [("id", view.workbook_id)]
+        if wb is not None:
+            for key, value in (("name", wb.name), ("contentUrl", wb.content_url), ("description", wb.description)):
+                if key in wanted:
+                    pairs.append((key, value))
+        return pairs
+
     def view(self, view: m.View, f: Fields = DEFAULT_FIELDS, usage: bool = False, nested: bool = True) -> str:
         if f.restrictive:
-            pairs = _pick(
-                [
-                    ("id", view.id),
-                    ("name", view.name),
-                    ("contentUrl", view.content_url),
-                    ("createdAt", view.created_at),
-                    ("updatedAt", view.updated_at),
-                    ("sheetType", view.sheet_type),
-                    ("viewUrlName", view.view_url_name or None),
-                ],
-                f,
-            )
+            pairs = _pick(self.view_pairs(view), f)
             head = el("view", pairs)[:-2] + ">"
         else:
             head = (
@@ -233,16 +266,7 @@ class Renderer:
                 if f.all and wb is not None:
                     parts.append(self.workbook(wb))
                 else:
-                    wpairs: list[tuple[str, object]] = [("id", view.workbook_id)]
-                    if wb is not None:
-                        for key, value in (
-                            ("name", wb.name),
-                            ("contentUrl", wb.content_url),
-                            ("description", wb.description),
-                        ):
-                            if key in wb_wanted:
-                                wpairs.append((key, value))
-                    parts.append(el("workbook", wpairs))
+                    parts.append(el("workbook", self._view_workbook_pairs(view, wb, wb_wanted)))
             owner_wanted = f.expansion("owner")
             if not f.restrictive or owner_wanted:
                 parts.append(self.owner(view.owner_id, owner_wanted, f.all))
@@ -255,29 +279,29 @@ class Renderer:
             parts.append(f'<usage totalViewCount="{view.total_view_count}"/>')
         return head + "".join(parts) + "</view>"
 
+    def datasource_pairs(self, ds: m.Datasource) -> list[tuple[str, object]]:
+        return [
+            ("id", ds.id),
+            ("name", ds.name),
+            ("description", ds.description),
+            ("contentUrl", ds.content_url),
+            ("type", ds.type),
+            ("size", ds.size),
+            ("createdAt", ds.created_at),
+            ("updatedAt", ds.updated_at),
+            ("encryptExtracts", str(ds.encrypt_extracts).lower()),
+            ("hasExtracts", ds.has_extracts),
+            ("isCertified", ds.is_certified),
+            ("certificationNote", ds.certification_note or None),
+            ("useRemoteQueryAgent", False),
+            (
+                "webpageUrl",
+                f"{self.base_url}/#/site/{self.state.content_url}/datasources/{ds.content_url}",
+            ),
+        ]
+
     def datasource(self, ds: m.Datasource, f: Fields = DEFAULT_FIELDS) -> str:
-        pairs = _pick(
-            [
-                ("id", ds.id),
-                ("name", ds.name),
-                ("description", ds.description),
-                ("contentUrl", ds.content_url),
-                ("type", ds.type),
-                ("size", ds.size),
-                ("createdAt", ds.created_at),
-                ("updatedAt", ds.updated_at),
-                ("encryptExtracts", str(ds.encrypt_extracts).lower()),
-                ("hasExtracts", ds.has_extracts),
-                ("isCertified", ds.is_certified),
-                ("certificationNote", ds.certification_note or None),
-                ("useRemoteQueryAgent", False),
-                (
-                    "webpageUrl",
-                    f"{self.base_url}/#/site/{self.state.content_url}/datasources/{ds.content_url}",
-                ),
-            ],
-            f,
-        )
+        pairs = _pick(self.datasource_pairs(ds), f)
         parts = []
         project_wanted, owner_wanted = f.expansion("project"), f.expansion("owner")
         if not f.restrictive or project_wanted:
@@ -288,19 +312,19 @@ class Renderer:
             parts.append(tags_el(ds.tags))
         return el("datasource", pairs, "".join(parts))
 
+    def flow_pairs(self, flow: m.Flow) -> list[tuple[str, object]]:
+        return [
+            ("id", flow.id),
+            ("name", flow.name),
+            ("description", flow.description),
+            ("createdAt", flow.created_at),
+            ("updatedAt", flow.updated_at),
+            ("fileType", "tflx"),
+            ("webpageUrl", f"{self.base_url}/#/site/{self.state.content_url}/flows/{flow.id}"),
+        ]
+
     def flow(self, flow: m.Flow, f: Fields = DEFAULT_FIELDS) -> str:
-        pairs = _pick(
-            [
-                ("id", flow.id),
-                ("name", flow.name),
-                ("description", flow.description),
-                ("createdAt", flow.created_at),
-                ("updatedAt", flow.updated_at),
-                ("fileType", "tflx"),
-                ("webpageUrl", f"{self.base_url}/#/site/{self.state.content_url}/flows/{flow.id}"),
-            ],
-            f,
-        )
+        pairs = _pick(self.flow_pairs(flow), f)
         parts = []
         project_wanted, owner_wanted = f.expansion("project"), f.expansion("owner")
         if not f.restrictive or project_wanted:
@@ -412,25 +436,118 @@ class Renderer:
             body = f"<extractRefreshJob>{notes}{target}</extractRefreshJob>"
         return el("job", pairs, body)
 
-    def background_job(self, job: m.Job, f: Fields = DEFAULT_FIELDS) -> str:
+    def background_job_pairs(self, job: m.Job) -> list[tuple[str, object]]:
         title = {"run_flow": "Run Flow", "increment_extracts": "Increment Extracts"}.get(
             job.job_type, "Refresh Extracts"
         )
-        pairs = _pick(
-            [
-                ("id", job.id),
-                ("status", job.status),
-                ("createdAt", job.created_at),
-                ("startedAt", job.started_at),
-                ("endedAt", job.completed_at),
-                ("priority", job.priority),
-                ("jobType", job.job_type),
-                ("title", title),
-                ("subtitle", job.target_name),
-            ],
-            f,
-        )
+        return [
+            ("id", job.id),
+            ("status", job.status),
+            ("createdAt", job.created_at),
+            ("startedAt", job.started_at),
+            ("endedAt", job.completed_at),
+            ("priority", job.priority),
+            ("jobType", job.job_type),
+            ("title", title),
+            ("subtitle", job.target_name),
+        ]
+
+    def background_job(self, job: m.Job, f: Fields = DEFAULT_FIELDS) -> str:
+        pairs = _pick(self.background_job_pairs(job), f)
         return el("backgroundJob", pairs)
+
+    # -- JSON list items ---------------------------------------------------------------------------
+    # The default shapes (plus `owner.x` / `project.x` / `workbook.x` expansions) rendered straight to
+    # Tableau's JSON: no escaping and no XML to map, from the same attribute pairs as the XML above.
+    # Pages with restrictive `fields` or `_all_` are mapped from their XML (`json_for`).
+
+    @staticmethod
+    def json_for(f: Fields, render_json: Callable[..., dict], **options: object) -> Callable[[object], dict] | None:
+        """`Call.page`'s JSON renderer for these fields: None (map the XML) for restrictive or `_all_`."""
+        if f.restrictive or f.all:
+            return None
+        return lambda item: render_json(item, f, **options)
+
+    def _owner_json(self, owner_id: str, wanted: set[str]) -> dict:
+        user = self.state.users.get(owner_id)
+        if user is None or not wanted:
+            return {"id": owner_id}
+        if wanted <= _NAME_EMAIL:  # what the access layer asks for: skip the generic pair walk
+            found = {"id": user.id}
+            if "name" in wanted:
+                found["name"] = user.name
+            if "email" in wanted and user.email:
+                found["email"] = user.email
+            return found
+        return json_attrs(self.owner_pairs(owner_id, wanted))
+
+    def _project_ref_json(self, project_id: str, wanted: set[str], name: bool) -> dict:
+        project = self.state.projects.get(project_id)
+        if project is not None and wanted <= _NAME:
+            return {"id": project.id, "name": project.name} if name or wanted else {"id": project.id}
+        return json_attrs(self.project_ref_pairs(project_id, wanted, name=name))
+
+    def _owned_json(self, item: object, found: dict, project_id: str | None, f: Fields,
+                    project_name: bool = True) -> dict:
+        if project_id is not None:
+            found["project"] = self._project_ref_json(project_id, f.expansion("project"), project_name)
+        found["owner"] = self._owner_json(item.owner_id, f.expansion("owner"))  # type: ignore[attr-defined]
+        found["tags"] = tags_json(item.tags)  # type: ignore[attr-defined]
+        return found
+
+    def workbook_json(self, wb: m.Workbook, f: Fields = DEFAULT_FIELDS) -> dict:
+        # Fast path, like the XML one: a dict literal instead of the pair list (1000-item pages).
+        found = {
+            "id": wb.id,
+            "name": wb.name,
+            "description": wb.description,
+            "contentUrl": wb.content_url,
+            "webpageUrl": f"{self.base_url}/#/site/{self.state.content_url}/workbooks/{wb.content_url}",
+            "showTabs": _b(wb.show_tabs),
+            "size": str(wb.size),
+            "createdAt": dt(wb.created_at),
+            "updatedAt": dt(wb.updated_at),
+            "encryptExtracts": "false",
+            "sheetCount": str(len(wb.view_ids)),
+            "hasExtracts": _b(wb.has_extracts),
+        }
+        if wb.view_ids:
+            found["defaultViewId"] = wb.view_ids[0]
+        return self._owned_json(wb, found, wb.project_id, f)
+
+    def datasource_json(self, ds: m.Datasource, f: Fields = DEFAULT_FIELDS) -> dict:
+        return self._owned_json(ds, json_attrs(self.datasource_pairs(ds)), ds.project_id, f)
+
+    def flow_json(self, flow: m.Flow, f: Fields = DEFAULT_FIELDS) -> dict:
+        return self._owned_json(flow, json_attrs(self.flow_pairs(flow)), flow.project_id, f)
+
+    def view_json(self, view: m.View, f: Fields = DEFAULT_FIELDS, usage: bool = False) -> dict:
+        wb = self.state.workbooks.get(view.workbook_id)
+        found = self._owned_json(
+            view, json_attrs(self.view_pairs(view)), wb.project_id if wb else None, f, project_name=False
+        )
+        found["workbook"] = json_attrs(self._view_workbook_pairs(view, wb, f.expansion("workbook")))
+        if usage or "usage" in f.expansions:
+            found["usage"] = {"totalViewCount": str(view.total_view_count)}
+        return found
+
+    def project_json(self, project: m.Project, f: Fields = DEFAULT_FIELDS) -> dict:
+        found = json_attrs(self.project_pairs(project))
+        found["owner"] = self._owner_json(project.owner_id, f.expansion("owner"))
+        return found
+
+    def user_json(self, user: m.User, f: Fields = DEFAULT_FIELDS) -> dict:
+        found = json_attrs(self.user_pairs(user))
+        found["domain"] = {"name": "local"}
+        return found
+
+    def group_json(self, group: m.Group, f: Fields = DEFAULT_FIELDS) -> dict:
+        found = json_attrs(self.group_pairs(group))
+        found["domain"] = {"name": group.domain_name}
+        return found
+
+    def background_job_json(self, job: m.Job, f: Fields = DEFAULT_FIELDS) -> dict:
+        return json_attrs(self.background_job_pairs(job))
 
     # -- permissions --------------------------------------------------------------------------
 

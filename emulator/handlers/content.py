@@ -97,6 +97,7 @@ def list_workbooks(call: Call) -> Reply:
         tables.workbooks(call.state),
         "workbooks",
         lambda wb: render.workbook(wb, f),
+        render.json_for(f, render.workbook_json),
     )
 
 
@@ -162,6 +163,7 @@ def list_datasources(call: Call) -> Reply:
         tables.datasources(call.state),
         "datasources",
         lambda ds: render.datasource(ds, f),
+        render.json_for(f, render.datasource_json),
     )
 
 
@@ -215,7 +217,11 @@ def list_views(call: Call) -> Reply:
     f, render = call.fields(VIEW_ATTRS), call.render
     usage = flag(call.query, "includeUsageStatistics")
     return call.page(
-        call.state.views.values(), tables.views(call.state), "views", lambda v: render.view(v, f, usage=usage)
+        call.state.views.values(),
+        tables.views(call.state),
+        "views",
+        lambda v: render.view(v, f, usage=usage),
+        render.json_for(f, render.view_json, usage=usage),
     )
 
 
@@ -229,7 +235,11 @@ def get_view(call: Call) -> Reply:
 def list_flows(call: Call) -> Reply:
     f, render = call.fields(FLOW_ATTRS), call.render
     return call.page(
-        call.state.flows.values(), tables.flows(call.state), "flows", lambda fl: render.flow(fl, f)
+        call.state.flows.values(),
+        tables.flows(call.state),
+        "flows",
+        lambda fl: render.flow(fl, f),
+        render.json_for(f, render.flow_json),
     )
 
 

@@ -54,7 +54,11 @@ def _site_role(value: str | None) -> str:
 def list_users(call: Call) -> Reply:
     f, render = call.fields(USER_ATTRS), call.render
     return call.page(
-        call.state.users.values(), tables.users(call.state), "users", lambda u: render.user(u, f)
+        call.state.users.values(),
+        tables.users(call.state),
+        "users",
+        lambda u: render.user(u, f),
+        render.json_for(f, render.user_json),
     )
 
 
@@ -166,7 +170,13 @@ def user_workbooks(call: Call) -> Reply:
     items = call.state.workbooks.values()
     if flag(call.query, "ownedBy"):
         items = [wb for wb in items if wb.owner_id == user.id]
-    return call.page(items, tables.workbooks(call.state), "workbooks", lambda wb: render.workbook(wb, f))
+    return call.page(
+        items,
+        tables.workbooks(call.state),
+        "workbooks",
+        lambda wb: render.workbook(wb, f),
+        render.json_for(f, render.workbook_json),
+    )
 
 
 # -- groups -------------------------------------------------------------------------------------
@@ -176,7 +186,11 @@ def user_workbooks(call: Call) -> Reply:
 def list_groups(call: Call) -> Reply:
     f, render = call.fields(GROUP_ATTRS), call.render
     return call.page(
-        call.state.groups.values(), tables.groups(call.state), "groups", lambda g: render.group(g, f)
+        call.state.groups.values(),
+        tables.groups(call.state),
+        "groups",
+        lambda g: render.group(g, f),
+        render.json_for(f, render.group_json),
     )
 
 

@@ -34,7 +34,11 @@ def list_projects(call: Call) -> Reply:
     f = call.fields(PROJECT_ATTRS)
     render = call.render
     return call.page(
-        call.state.projects.values(), tables.projects(call.state), "projects", lambda p: render.project(p, f)
+        call.state.projects.values(),
+        tables.projects(call.state),
+        "projects",
+        lambda p: render.project(p, f),
+        render.json_for(f, render.project_json),
     )
 
 
