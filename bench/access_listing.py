@@ -4,7 +4,8 @@
 
 1. **access layer**: `TableauClient.list_content("workbook")` + `project_tree()` (page 1, then the
    other pages concurrently, names via `fields`), 4 in flight, once with the client-side rate
-   limiter off (what the layer itself costs) and once with the shipped 10 req/s limiter.
+   limiter off (what the layer itself costs) and once with the shipped 10 req/s limiter; each
+   through the shipped JSON reader (`json_pages.py`) and through the XML reader (`parsing.py`).
 2. **blog-post way**: `TSC.Pager(server.workbooks)` at TSC's default page size (100), then one
    `users.get_by_id` per distinct owner, and `TSC.Pager(server.projects)` for the project paths.
 3. **TSC.Pager at 1000**: sequential pages of 1000 with the same `fields` (names in the same call),
@@ -183,12 +184,15 @@ def pager_1000_way(emu: _Emulator) -> tuple[float, int]:
     return elapsed, len(rows)
 
 
-def _access_layer(emu: _Emulator, **tunables: Any) -> tuple[float, int]:
+def _access_layer(emu: _Emulator, list_format: str | None = None, **tunables: Any) -> tuple[float, int]:
     from server.config import Settings
     from server.tableau import TableauClient
 
     async def run() -> tuple[float, int]:
-        async with TableauClient(Settings.for_pat(emu.url, emu.site, *PAT, **tunables)) as client:
+        client = TableauClient(Settings.for_pat(emu.url, emu.site, *PAT, **tunables))
+        if list_format is not None:
+            client.list_format = list_format  # time one reader against the other on the same pages
+        async with client:
             started = time.perf_counter()
             results: dict[str, Any] = {}
 
@@ -216,13 +220,25 @@ def access_layer_unlimited(emu: _Emulator) -> tuple[float, int]:
     return _access_layer(emu, rate_limit=0)
 
 
+def access_layer_xml_shipped(emu: _Emulator) -> tuple[float, int]:
+    return _access_layer(emu, list_format="xml")
+
+
+def access_layer_xml_unlimited(emu: _Emulator) -> tuple[float, int]:
+    return _access_layer(emu, list_format="xml", rate_limit=0)
+
+
 OURS = "access layer, 4 in flight, rate limiter off"
 SHIPPED = "access layer, shipped limits (4 in flight, 10 req/s)"
+XML_OURS = "access layer, XML reader, 4 in flight, rate limiter off"
+XML_SHIPPED = "access layer, XML reader, shipped limits (4 in flight, 10 req/s)"
 PAGER_1000 = "TSC.Pager, page size 1000 + fields"
 BLOG = "blog post: Pager(100) + users.get_by_id per owner"
 WAYS: dict[str, Callable[[_Emulator], tuple[float, int]]] = {
     OURS: access_layer_unlimited,
     SHIPPED: access_layer_shipped,
+    XML_OURS: access_layer_xml_unlimited,
+    XML_SHIPPED: access_layer_xml_shipped,
     PAGER_1000: pager_1000_way,
     BLOG: blog_post_way,
 }
@@ -250,34 +266,67 @@ def child(way: str, url: str, site: str) -> int:
     return 0
 
 
-def measure(emu: _Emulator, way: str, runs: int) -> dict[str, Any]:
+def _one_run(emu: _Emulator, way: str) -> dict[str, Any]:
     import json
 
-    times, peaks, cpus, emulator_cpus, requests, rows = [], [], [], [], 0, 0
+    emu.control.reset_request_log()
+    emulator_cpu = emu.cpu_seconds()
+    output = subprocess.run(
+        [sys.executable, "-m", "bench.access_listing", "--child", way, emu.url, emu.site],
+        cwd=_ROOT, check=True, capture_output=True, text=True,
+    ).stdout.strip().splitlines()[-1]
+    result = json.loads(output)
+    result["emulator_cpu"] = emu.cpu_seconds() - emulator_cpu
+    result["requests"] = emu.api_requests()
+    return result
+
+
+def measure_interleaved(emu: _Emulator, ways: list[str], runs: int) -> dict[str, dict[str, Any]]:
+    """`runs` rounds, each running every way once in turn, so a noisy minute hits them all alike."""
+    samples: dict[str, list[dict[str, Any]]] = {way: [] for way in ways}
     for _ in range(runs):
-        emu.control.reset_request_log()
-        emulator_cpu = emu.cpu_seconds()
-        output = subprocess.run(
-            [sys.executable, "-m", "bench.access_listing", "--child", way, emu.url, emu.site],
-            cwd=_ROOT, check=True, capture_output=True, text=True,
-        ).stdout.strip().splitlines()[-1]
-        result = json.loads(output)
-        emulator_cpus.append(emu.cpu_seconds() - emulator_cpu)
-        cpus.append(result["cpu"])
-        requests = emu.api_requests()
-        rows = result["rows"]
-        times.append(result["elapsed"])
-        peaks.append(result["peak_mb"] - result["baseline_mb"])
-    return {"median_s": statistics.median(times), "times": times, "requests": requests, "rows": rows,
-            "peak_mb": statistics.median(peaks), "cpu_s": statistics.median(cpus),
-            "emulator_cpu_s": statistics.median(emulator_cpus)}
+        for way in ways:
+            samples[way].append(_one_run(emu, way))
+    return {way: _summary(runs_of_way) for way, runs_of_way in samples.items()}
+
+
+def measure(emu: _Emulator, way: str, runs: int) -> dict[str, Any]:
+    return measure_interleaved(emu, [way], runs)[way]
+
+
+def _summary(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    times = [r["elapsed"] for r in samples]
+    return {"median_s": statistics.median(times), "times": times, "requests": samples[-1]["requests"],
+            "rows": samples[-1]["rows"], "peak_mb": statistics.median(r["peak_mb"] - r["baseline_mb"] for r in samples),
+            "cpu_s": statistics.median(r["cpu"] for r in samples),
+            "emulator_cpu_s": statistics.median(r["emulator_cpu"] for r in samples)}
+
+
+def _print_readers(results: dict[str, dict[str, Any]], floor: float) -> None:
+    """The JSON reader against the XML reader, same emulator, interleaved rounds."""
+    pairs = [(label, results.get(json_way), results.get(xml_way))
+             for label, json_way, xml_way in (("rate limiter off", OURS, XML_OURS), ("shipped limits", SHIPPED, XML_SHIPPED))]
+    pairs = [p for p in pairs if p[1] is not None and p[2] is not None]
+    if not pairs:
+        return
+    print()
+    print("| limits | reader | median wall time | range | requests | client CPU | emulator CPU | vs. floor |")
+    print("|---|---|---|---|---|---|---|---|")
+    for label, json_r, xml_r in pairs:
+        for reader, r in (("XML (parsing.py)", xml_r), ("JSON (json_pages.py, orjson)", json_r)):
+            print(f"| {label} | {reader} | {r['median_s'] * 1000:.0f} ms | {min(r['times']) * 1000:.0f}–"
+                  f"{max(r['times']) * 1000:.0f} ms | {r['requests']} | {r['cpu_s'] * 1000:.0f} ms | "
+                  f"{r['emulator_cpu_s'] * 1000:.0f} ms | {r['median_s'] / floor:.1f}× |")
+        print(f"| {label} | JSON / XML | {json_r['median_s'] / xml_r['median_s']:.2f}× | | | "
+              f"{json_r['cpu_s'] / xml_r['cpu_s']:.2f}× | {json_r['emulator_cpu_s'] / xml_r['emulator_cpu_s']:.2f}× | |")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.access_listing", description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", default="large", choices=("demo", "large"))
     parser.add_argument("--latency-ms", type=float, default=50)
-    parser.add_argument("--runs", type=int, default=5, help="timed runs for the fast ways (median)")
+    parser.add_argument("--runs", type=int, default=5,
+                        help="rounds for the fast ways (median); each round runs every way once, in turn")
     parser.add_argument("--blog-runs", type=int, default=3, help="timed runs for the blog-post way")
     parser.add_argument("--only", action="append", default=[], metavar="TEXT",
                         help="run only the ways whose name contains TEXT (repeatable)")
@@ -300,13 +349,13 @@ def main(argv: list[str] | None = None) -> int:
         waves = (1 + math.ceil((pages - 1) / concurrency)) * args.latency_ms / 1000
         print(f"site {emu.site!r}: {n} workbooks, latency {args.latency_ms:g} ms; floor "
               f"ceil(N/1000)/{concurrency} x latency = {floor * 1000:.0f} ms", flush=True)
-        results = {}
-        for name in WAYS:
-            if args.only and not any(text in name for text in args.only):
-                continue
-            runs = args.blog_runs if name == BLOG else args.runs
-            results[name] = measure(emu, name, runs)
-            r = results[name]
+        chosen = [name for name in WAYS if not args.only or any(text in name for text in args.only)]
+        fast = [name for name in chosen if name != BLOG]
+        results = measure_interleaved(emu, fast, args.runs) if fast else {}
+        if BLOG in chosen:
+            results[BLOG] = measure(emu, BLOG, args.blog_runs)
+        for name, r in results.items():
+            runs = len(r["times"])
             print(f"  {name}: median {r['median_s'] * 1000:.0f} ms over {runs} runs "
                   f"({', '.join(f'{t * 1000:.0f}' for t in r['times'])}), {r['requests']} requests, "
                   f"peak +{r['peak_mb']:.0f} MB RSS, client CPU {r['cpu_s'] * 1000:.0f} ms, "
@@ -333,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{min(r['times']) * 1000:.0f}–{max(r['times']) * 1000:.0f} ms | {ratio} | {ratio_st} | "
                   f"{r['cpu_s'] * 1000:.0f} ms | {r['emulator_cpu_s'] * 1000:.0f} ms |")
 
+    _print_readers(results, floor)
     if OURS not in results or BLOG not in results:
         return 0  # a partial run (--only) prints no summary
     ours = results[OURS]["median_s"]

@@ -30,7 +30,7 @@ from tableauserverclient.server.endpoint.exceptions import (
     ServerResponseError,
 )
 
-from .parsing import Page, _child_values, _dt, _int, _item_values, _user_values
+from .parsing import Page, _child_values, _dt, _int, _item_values, _user_values, gc_paused
 from .records import ContentRecord, GroupRecord, JobRecord, UserRecord
 
 R = TypeVar("R")
@@ -96,12 +96,13 @@ def _page(data: dict[str, Any]) -> Page:
 def _read_list(
     content: bytes, list_name: str, item_name: str, build: Callable[[dict[str, Any]], R]
 ) -> tuple[list[R], Page]:
-    data = load(content)
-    container = data.get(list_name)
-    items = container.get(item_name) if isinstance(container, dict) else None
-    if not isinstance(items, list):
-        items = []
-    return [build(item) for item in items if isinstance(item, dict)], _page(data)
+    with gc_paused():
+        data = load(content)
+        container = data.get(list_name)
+        items = container.get(item_name) if isinstance(container, dict) else None
+        if not isinstance(items, list):
+            items = []
+        return [build(item) for item in items if isinstance(item, dict)], _page(data)
 
 
 def _child(item: dict[str, Any], name: str) -> dict[str, Any] | None:

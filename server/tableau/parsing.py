@@ -13,7 +13,10 @@ billion-laughs and external-entity attack) is refused, as defusedxml's `forbid_e
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import gc
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -110,6 +113,36 @@ def _child_values(kind: str, tag: str, a: dict[str, str], values: dict[str, Any]
         values.update(workbook_id=a.get("id"), workbook_name=a.get("name"))
     elif tag == "usage" and kind == "view":
         values["total_view_count"] = _int(a.get("totalViewCount"))
+
+
+_gc_lock = threading.Lock()
+_gc_pausers = 0
+_gc_was_enabled = False
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a page's records are built.
+
+    A page is thousands of fresh containers (dicts, records) and nothing cyclic: reference counting
+    frees them all, but the allocations alone trigger collections that walk every live object (the
+    records of the pages already read), which measured as about half the reader's time. Pausers
+    are counted across threads, so the collector resumes when the last one finishes, and only if
+    it was running before.
+    """
+    global _gc_pausers, _gc_was_enabled
+    with _gc_lock:
+        if _gc_pausers == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_pausers += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_pausers -= 1
+            if _gc_pausers == 0 and _gc_was_enabled:
+                gc.enable()
 
 
 def _refuse_entities(*_: object) -> None:
@@ -209,7 +242,8 @@ def _read_list(
     parser.EndElementHandler = end
     parser.EntityDeclHandler = _refuse_entities
     try:
-        parser.Parse(content, True)
+        with gc_paused():
+            parser.Parse(content, True)
     except ExpatError as exc:
         raise ParseError(f"the response is not well-formed XML: {exc}") from None
     return records, page
