@@ -9,6 +9,7 @@ Child elements appear in the order the XSD sequences require.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from . import model as m
 from .jsonout import json_attrs, tags_json
@@ -42,6 +43,23 @@ def tags_el(tags: Iterable[str]) -> str:
     if not tags:
         return "<tags/>"
     return "<tags>" + "".join(f'<tag label="{esc(t)}"/>' for t in sorted(tags)) + "</tags>"
+
+
+# Rendered list items, kept under a key holding every value the item was rendered from: a change
+# anywhere (a request, the job clock, a test reaching into the model) makes a new key, so an entry
+# can never be stale, only unused. Most of a big page is unchanged between pages and requests, and
+# building the key costs a fraction of rendering. Cached JSON objects are shared: never mutate them.
+_RENDERED: dict[tuple, Any] = {}
+_RENDERED_MAX = 60_000
+
+
+def _remembered(key: tuple, build: Callable[[], Any]) -> Any:
+    found = _RENDERED.get(key)
+    if found is None:
+        if len(_RENDERED) >= _RENDERED_MAX:
+            _RENDERED.clear()
+        found = _RENDERED[key] = build()
+    return found
 
 
 class Renderer:
@@ -179,35 +197,58 @@ class Renderer:
             ("hasExtracts", wb.has_extracts),
         ]
 
+    def _workbook_key(self, wb: m.Workbook, f: Fields, shape: str) -> tuple:
+        """Every value a default-shaped workbook item is rendered from (see `_remembered`)."""
+        project = self.state.projects.get(wb.project_id)
+        owner = self.state.users.get(wb.owner_id)
+        return (
+            shape, self.base_url, self.state.content_url,
+            f.all, frozenset(f.expansion("project")), frozenset(f.expansion("owner")),
+            wb.id, wb.name, wb.description, wb.content_url, wb.show_tabs, wb.size, wb.created_at,
+            wb.updated_at, wb.view_ids[0] if wb.view_ids else None, len(wb.view_ids), wb.has_extracts,
+            tuple(sorted(wb.tags)), wb.project_id, wb.owner_id,
+            (project.name, project.description) if project is not None else None,
+            (owner.name, owner.site_role, owner.full_name, owner.email, owner.last_login, owner.auth_setting,
+             owner.locale) if owner is not None else None,
+        )
+
     def workbook(self, wb: m.Workbook, f: Fields = DEFAULT_FIELDS, with_views: bool = False) -> str:
+        if not f.restrictive and not with_views:
+            return _remembered(self._workbook_key(wb, f, "xml"), lambda: self._workbook_fast(wb, f, False))
         if not f.restrictive:
-            # Fast path (1000-item pages): one f-string instead of the generic pair list.
-            head = (
-                f'<workbook id="{wb.id}" name="{esc(wb.name)}" description="{esc(wb.description)}" '
-                f'contentUrl="{esc(wb.content_url)}" webpageUrl="{self.base_url}/#/site/'
-                f'{esc(self.state.content_url)}/workbooks/{esc(wb.content_url)}" '
-                f'showTabs="{_b(wb.show_tabs)}" '
-                f'size="{wb.size}" createdAt="{dt(wb.created_at)}" updatedAt="{dt(wb.updated_at)}" '
-                f'encryptExtracts="false"{_opt("defaultViewId", wb.view_ids[0] if wb.view_ids else None)} '
-                f'sheetCount="{len(wb.view_ids)}" hasExtracts="{_b(wb.has_extracts)}">'
-            )
-            views = ""
-            if with_views:
-                views = (
-                    "<views>"
-                    + "".join(
-                        self.view_ref(self.state.views[v]) for v in wb.view_ids if v in self.state.views
-                    )
-                    + "</views>"
+            return self._workbook_fast(wb, f, with_views)
+        return self._workbook_generic(wb, f, with_views)
+
+    def _workbook_fast(self, wb: m.Workbook, f: Fields, with_views: bool) -> str:
+        # Fast path (1000-item pages): one f-string instead of the generic pair list.
+        head = (
+            f'<workbook id="{wb.id}" name="{esc(wb.name)}" description="{esc(wb.description)}" '
+            f'contentUrl="{esc(wb.content_url)}" webpageUrl="{self.base_url}/#/site/'
+            f'{esc(self.state.content_url)}/workbooks/{esc(wb.content_url)}" '
+            f'showTabs="{_b(wb.show_tabs)}" '
+            f'size="{wb.size}" createdAt="{dt(wb.created_at)}" updatedAt="{dt(wb.updated_at)}" '
+            f'encryptExtracts="false"{_opt("defaultViewId", wb.view_ids[0] if wb.view_ids else None)} '
+            f'sheetCount="{len(wb.view_ids)}" hasExtracts="{_b(wb.has_extracts)}">'
+        )
+        views = ""
+        if with_views:
+            views = (
+                "<views>"
+                + "".join(
+                    self.view_ref(self.state.views[v]) for v in wb.view_ids if v in self.state.views
                 )
-            return (
-                head
-                + self.project_ref(wb.project_id, f.expansion("project"), f.all)
-                + self.owner(wb.owner_id, f.expansion("owner"), f.all)
-                + tags_el(wb.tags)
-                + views
-                + "</workbook>"
+                + "</views>"
             )
+        return (
+            head
+            + self.project_ref(wb.project_id, f.expansion("project"), f.all)
+            + self.owner(wb.owner_id, f.expansion("owner"), f.all)
+            + tags_el(wb.tags)
+            + views
+            + "</workbook>"
+        )
+
+    def _workbook_generic(self, wb: m.Workbook, f: Fields, with_views: bool) -> str:
         pairs = _pick(self.workbook_pairs(wb), f)
         parts = []
         project_wanted, owner_wanted = f.expansion("project"), f.expansion("owner")
@@ -496,6 +537,9 @@ class Renderer:
         return found
 
     def workbook_json(self, wb: m.Workbook, f: Fields = DEFAULT_FIELDS) -> dict:
+        return _remembered(self._workbook_key(wb, f, "json"), lambda: self._workbook_json(wb, f))
+
+    def _workbook_json(self, wb: m.Workbook, f: Fields) -> dict:
         # Fast path, like the XML one: a dict literal instead of the pair list (1000-item pages).
         found = {
             "id": wb.id,
