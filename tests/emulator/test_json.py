@@ -231,3 +231,33 @@ def test_the_mapping_check_catches_a_wrong_shape():
     assert "array" in mismatch(xml, {"workbooks": {"workbook": {"id": "1", "size": "3", "tags": {}}}})
     assert "size" in mismatch(xml, {"workbooks": {"workbook": [{"id": "1", "size": 3, "tags": {"tag": [{"label": "a"}]}}]}})
     assert "lacks" in mismatch(xml, {"workbooks": {"workbook": [{"id": "1", "size": "3", "x": "1", "tags": {}}]}})
+
+
+def test_remembered_list_items_follow_every_change_to_the_model(small_emulator, session, api):
+    http, site, _ = session
+    state = small_emulator.state
+    query = {"fields": "_default_,owner.name,owner.email,project.name", "sort": "name:asc"}
+
+    def first(accept: str) -> tuple[str, str, str, str]:
+        reply = http.get(f"{site}/workbooks", params=query, headers={"Accept": accept}, timeout=10)
+        if accept == "application/json":
+            wb = reply.json()["workbooks"]["workbook"][0]
+            return wb["name"], wb["owner"]["name"], wb["project"]["name"], ",".join(t["label"] for t in wb["tags"]["tag"])
+        found = re.search(r'<workbook id="[^"]+" name="([^"]+)".*?<project id="[^"]+" name="([^"]+)"/>'
+                          r'<owner id="[^"]+" name="([^"]+)".*?<tags>(.*?)</tags>', reply.text)
+        assert found is not None
+        labels = ",".join(re.findall(r'label="([^"]+)"', found.group(4)))
+        return found.group(1), found.group(3), found.group(2), labels
+
+    before = {accept: first(accept) for accept in ("application/json", "application/xml")}
+    assert before["application/json"] == before["application/xml"]
+    with small_emulator.lock:
+        wb = min(state.workbooks.values(), key=lambda w: w.name)
+        wb.name = "A renamed workbook"
+        wb.tags.add("zzz")
+        state.users[wb.owner_id].name = "renamed.owner@example.com"
+        state.projects[wb.project_id].name = "Renamed project"
+    for accept in ("application/json", "application/xml"):
+        name, owner, project, tags = first(accept)
+        assert (name, owner, project) == ("A renamed workbook", "renamed.owner@example.com", "Renamed project")
+        assert tags.endswith("zzz")
