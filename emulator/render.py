@@ -503,9 +503,12 @@ class Renderer:
     # Pages with restrictive `fields` or `_all_` are mapped from their XML (`json_for`).
 
     @staticmethod
-    def json_for(f: Fields, render_json: Callable[..., dict], **options: object) -> Callable[[object], dict] | None:
-        """`Call.page`'s JSON renderer for these fields: None (map the XML) for restrictive or `_all_`."""
-        if f.restrictive or f.all:
+    def json_for(
+        f: Fields, render_json: Callable[..., dict], flat: bool = False, **options: object
+    ) -> Callable[[object], dict] | None:
+        """`Call.page`'s JSON renderer for these fields: None (map the XML) for restrictive fields or,
+        unless the item is `flat` (users, groups, jobs: `_all_` renders them as the default), `_all_`."""
+        if f.restrictive or (f.all and not flat):
             return None
         return lambda item: render_json(item, f, **options)
 
@@ -581,8 +584,21 @@ class Renderer:
         return found
 
     def user_json(self, user: m.User, f: Fields = DEFAULT_FIELDS) -> dict:
-        found = json_attrs(self.user_pairs(user))
-        found["domain"] = {"name": "local"}
+        # Fast path, like the XML one (users come in pages of 1000 with `_all_`).
+        found = {
+            "id": user.id,
+            "name": user.name,
+            "siteRole": user.site_role,
+            "fullName": user.full_name,
+            "authSetting": str(user.auth_setting),
+            "domain": {"name": "local"},
+        }
+        if user.email:
+            found["email"] = user.email
+        if user.last_login is not None:
+            found["lastLogin"] = dt(user.last_login)
+        if user.locale is not None:
+            found["locale"] = user.locale
         return found
 
     def group_json(self, group: m.Group, f: Fields = DEFAULT_FIELDS) -> dict:

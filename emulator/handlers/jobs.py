@@ -28,7 +28,7 @@ def list_jobs(call: Call) -> Reply:
         tables.jobs(call.state),
         "backgroundJobs",
         lambda j: render.background_job(j, f),
-        render.json_for(f, render.background_job_json),
+        render.json_for(f, render.background_job_json, flat=True),
     )
 
 

@@ -58,7 +58,7 @@ def list_users(call: Call) -> Reply:
         tables.users(call.state),
         "users",
         lambda u: render.user(u, f),
-        render.json_for(f, render.user_json),
+        render.json_for(f, render.user_json, flat=True),
     )
 
 
@@ -190,7 +190,7 @@ def list_groups(call: Call) -> Reply:
         tables.groups(call.state),
         "groups",
         lambda g: render.group(g, f),
-        render.json_for(f, render.group_json),
+        render.json_for(f, render.group_json, flat=True),
     )
 
 
