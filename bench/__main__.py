@@ -11,7 +11,9 @@ import importlib
 import sys
 
 # Every benchmark module, in the order `python -m bench` runs them. Add new ones here.
-MODULES: tuple[str, ...] = ("generation", "page_serving", "access_listing", "audit_throughput", "tool_latency")
+MODULES: tuple[str, ...] = (
+    "generation", "page_serving", "list_formats", "access_listing", "audit_throughput", "tool_latency"
+)
 
 
 def main(argv: list[str] | None = None) -> int:
