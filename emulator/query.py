@@ -311,12 +311,17 @@ def _sorted(items: list[Any], sort_keys: list[tuple[FieldDef, bool]], expression
     cacheable = len(items) >= 1000 and all(fdef.kind != "tags" for fdef, _ in sort_keys)
     if not cacheable:
         return _sort(items, sort_keys)
-    # One flat list per key: tuples per item would be 20,000 GC-tracked objects a request.
-    values = [list(map(fdef.getter, items)) for fdef, _ in sort_keys]
     key = (*expression, len(items))
     cached = _SORT_CACHE.get(key)
-    if cached is not None and all(map(operator.is_, cached[0], items)) and cached[1] == values:
+    if (
+        cached is not None
+        and all(map(operator.is_, cached[0], items))
+        # Compared as they are read: no lists of 20,000 values are built on a hit.
+        and all(all(map(operator.eq, map(fdef.getter, items), old)) for (fdef, _), old in zip(sort_keys, cached[1]))
+    ):
         return cached[2]  # callers only slice it
+    # One flat list per key: tuples per item would be 20,000 GC-tracked objects a request.
+    values = [list(map(fdef.getter, items)) for fdef, _ in sort_keys]
     ordered = _sort(items, sort_keys)
     if len(_SORT_CACHE) >= _SORT_CACHE_SIZE:
         _SORT_CACHE.pop(next(iter(_SORT_CACHE)))

@@ -261,3 +261,22 @@ def test_remembered_list_items_follow_every_change_to_the_model(small_emulator, 
         name, owner, project, tags = first(accept)
         assert (name, owner, project) == ("A renamed workbook", "renamed.owner@example.com", "Renamed project")
         assert tags.endswith("zzz")
+
+
+def test_a_reused_sort_order_follows_a_rename_that_moves_an_item(monkeypatch):
+    from emulator import query, tables
+    from emulator.testing import small_site
+
+    sorts = []
+    real_sort = query._sort
+    monkeypatch.setattr(query, "_sort", lambda items, keys: sorts.append(1) or real_sort(items, keys))
+    site = small_site(workbooks=1200)  # big enough for the emulator to keep the sorted order
+    table = tables.workbooks(site)
+    page = {"sort": ["name:asc"], "pageSize": ["1000"]}
+    first, _, _ = query.select(site.workbooks.values(), page, table)
+    again, _, _ = query.select(site.workbooks.values(), page, table)
+    assert again == first and len(sorts) == 1  # the kept order was reused
+    last = max(site.workbooks.values(), key=lambda w: w.name)
+    last.name = "AAA now first"
+    moved, _, _ = query.select(site.workbooks.values(), page, table)
+    assert moved[0] is last and len(sorts) == 2
