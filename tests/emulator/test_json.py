@@ -280,3 +280,52 @@ def test_a_reused_sort_order_follows_a_rename_that_moves_an_item(monkeypatch):
     last.name = "AAA now first"
     moved, _, _ = query.select(site.workbooks.values(), page, table)
     assert moved[0] is last and len(sorts) == 2
+
+
+def test_every_write_with_a_body_accepts_json(small_emulator, session, api):
+    http, site, _ = session
+    state = small_emulator.state
+    ds = next(iter(state.datasources.values()))
+    wb = next(w for w in state.workbooks.values() if w.has_extracts and not w.refresh_failure)
+    sandbox = next(p for p in state.projects.values() if p.name == "Sandbox")
+    analysts = next(g for g in state.groups.values() if g.name == "Analysts")
+    viewer = state.user_by_name("viewer@example.com")
+    job = next(iter(state.jobs.values()))
+    s = site.replace(api, "")
+    writes = [  # (method, route pattern, path, JSON body, expected status)
+        ("POST", "/auth/switchSite", "/auth/switchSite", {"site": {"contentUrl": "elsewhere"}}, 401),
+        ("PUT", "/sites/{site}/datasources/{id}", f"{s}/datasources/{ds.id}", {"datasource": {"isCertified": True}}, 200),
+        ("POST", "/sites/{site}/workbooks/{id}/refresh", f"{s}/workbooks/{wb.id}/refresh", {}, 202),
+        ("POST", "/sites/{site}/datasources/{id}/refresh", f"{s}/datasources/{ds.id}/refresh", {}, 202),
+        ("POST", "/sites/{site}/users", f"{s}/users", {"user": {"name": "json.user", "siteRole": "Viewer"}}, 201),
+        ("PUT", "/sites/{site}/users/{user}", f"{s}/users/{viewer.id}", {"user": {"fullName": "Vic Viewer"}}, 200),
+        ("PUT", "/sites/{site}/groups/{group}", f"{s}/groups/{analysts.id}", {"group": {"name": "Analysts 2"}}, 200),
+        ("POST", "/sites/{site}/groups/{group}/users", f"{s}/groups/{analysts.id}/users",
+         {"users": {"user": [{"id": viewer.id}]}}, 200),
+        ("PUT", "/sites/{site}/groups/{group}/users/remove", f"{s}/groups/{analysts.id}/users/remove",
+         {"users": {"user": [{"id": viewer.id}]}}, 204),
+        ("PUT", "/sites/{site}/projects/{id}/default-permissions/{ctype}",
+         f"{s}/projects/{sandbox.id}/default-permissions/workbooks",
+         {"permissions": {"granteeCapabilities": [{"group": {"id": analysts.id},
+                                                   "capabilities": {"capability": [{"name": "Read", "mode": "Allow"}]}}]}},
+         200),
+        ("PUT", "/sites/{site}/projects/{project}", f"{s}/projects/{sandbox.id}",
+         {"project": {"description": "described in JSON"}}, 200),
+        ("PUT", "/sites/{site}/jobs/{job}", f"{s}/jobs/{job.id}", {}, 200),
+    ]
+    for method, pattern, path, body, status in writes:
+        reply = http.request(method, f"{api}{path}", json=body, headers=JSON_BODY, timeout=10)
+        assert reply.status_code == status, (pattern, reply.text)
+        if reply.content:
+            assert reply.headers["content-type"].startswith("application/json"), pattern
+    assert ds.is_certified and viewer.full_name == "Vic Viewer" and analysts.name == "Analysts 2"
+    assert state.user_by_name("json.user") is not None and sandbox.description == "described in JSON"
+    assert state.default_permissions[(sandbox.id, "workbooks")][("group", analysts.id)] == {"Read": "Allow"}
+    assert viewer.id not in analysts.member_ids
+    covered = {pattern for _, pattern, *_ in writes} | {  # the other writes, earlier in this file
+        "/auth/signin", "/sites/{site}/projects", "/sites/{site}/workbooks/{id}", "/sites/{site}/{resource}/{id}/tags",
+        "/sites/{site}/groups", "/sites/{site}/{resource}/{id}/permissions",
+    }
+    bodiless = {"/auth/signout", "/sites/{site}/tasks/extractRefreshes/{task}/runNow"}
+    writes_registered = {r.pattern for r in router.routes if r.method in ("POST", "PUT")}
+    assert writes_registered <= covered | bodiless, writes_registered - covered - bodiless
