@@ -131,7 +131,7 @@ _JOB_TYPES = {
 }
 _QUEUED_REFRESH_CANDIDATES = 50
 # How the hot list paths (content, users, groups, jobs) are read: "json" (json_pages.py, orjson) or
-# "xml" (parsing.py and TSC). JSON measured faster on both sides of the wire (BENCHMARKS.md).
+# "xml" (parsing.py and TSC). JSON measured cheaper for the client, serving the same (BENCHMARKS.md).
 LIST_FORMAT = "json"
 
 
