@@ -19,6 +19,8 @@ import traceback
 from typing import Any
 from urllib.parse import parse_qs
 
+import orjson
+
 from . import (
     handlers,  # noqa: F401  (registers every route)
     jsonout,
@@ -187,7 +189,10 @@ class Emulator:
     def _compare_json(self, method: str, path: str, query: str, xml_reply: Reply, json_reply: Reply) -> None:
         if xml_reply.body is None:
             return
-        answer = json_reply.json if json_reply.json is not None else jsonout.xml_to_json(json_reply.body or "")
+        if json_reply.json is not None:  # through bytes: remembered items are serialised fragments
+            answer = orjson.loads(jsonout.dumps(json_reply.json))
+        else:
+            answer = jsonout.xml_to_json(json_reply.body or "")
         problem = jsonout.mismatch(xml_reply.body, answer)
         if problem is not None:
             self.json_mismatches.append(JsonMismatch(method, path, query, problem))

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import orjson
+
 from . import model as m
 from .jsonout import json_attrs, tags_json
 from .query import Fields
@@ -48,7 +50,7 @@ def tags_el(tags: Iterable[str]) -> str:
 # Rendered list items, kept under a key holding every value the item was rendered from: a change
 # anywhere (a request, the job clock, a test reaching into the model) makes a new key, so an entry
 # can never be stale, only unused. Most of a big page is unchanged between pages and requests, and
-# building the key costs a fraction of rendering. Cached JSON objects are shared: never mutate them.
+# building the key costs a fraction of rendering. JSON items are kept serialised (`orjson.Fragment`).
 _RENDERED: dict[tuple, Any] = {}
 _RENDERED_MAX = 60_000
 
@@ -539,8 +541,11 @@ class Renderer:
         found["tags"] = tags_json(item.tags)  # type: ignore[attr-defined]
         return found
 
-    def workbook_json(self, wb: m.Workbook, f: Fields = DEFAULT_FIELDS) -> dict:
-        return _remembered(self._workbook_key(wb, f, "json"), lambda: self._workbook_json(wb, f))
+    def workbook_json(self, wb: m.Workbook, f: Fields = DEFAULT_FIELDS) -> orjson.Fragment:
+        # Remembered already serialised: a page of them is dumped without walking 1000 dicts again.
+        return _remembered(
+            self._workbook_key(wb, f, "json"), lambda: orjson.Fragment(orjson.dumps(self._workbook_json(wb, f)))
+        )
 
     def _workbook_json(self, wb: m.Workbook, f: Fields) -> dict:
         # Fast path, like the XML one: a dict literal instead of the pair list (1000-item pages).
