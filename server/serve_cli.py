@@ -230,6 +230,9 @@ def _quiet_demo_logs(verbose: bool) -> None:
     if not verbose:
         for name in ("TSC", "uvicorn.access", "emulator.access"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        # The MCP listener's uvicorn re-applies its logging config when it starts, which puts uvicorn.access
+        # back to INFO for the emulator's listener too; a filter survives that (dictConfig keeps filters).
+        logging.getLogger("uvicorn.access").addFilter(lambda record: record.levelno >= logging.WARNING)
 
 
 def run_demo(args: argparse.Namespace) -> int:
