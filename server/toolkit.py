@@ -69,7 +69,8 @@ class Progress:
         return cls(_no_progress)
 
     def snapshot(self) -> dict[str, Any]:
-        done, total, message = self.last or (0.0, 100.0, None)
+        # Before the first poll, all that is known is that Tableau queued the job the refresh started.
+        done, total, message = self.last or (0.0, 100.0, "Pending: 0%")
         percent = round(100 * done / total) if total else None
         return {"job_id": self.job_id, "progress": percent, "status": message}
 
