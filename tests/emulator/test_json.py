@@ -168,8 +168,6 @@ def _get_paths(emu, site: str, user_id: str) -> dict[str, str]:
     group = next(iter(state.groups.values()))
     flow = next(iter(state.flows.values()))
     job = next(iter(state.jobs.values()))
-    # Cancelling a finished job is Tableau's 409 (the body was still read); a queued or running one is cancelled.
-    cancel_status = 409 if job.completed_at is not None else 200
     task = next(iter(state.tasks.values()))
     schedule = next(iter(state.schedules.values()))
     flow = next(iter(state.flows.values()))
