@@ -29,8 +29,6 @@ from .tool_latency import PATS, _api_entries, _breakdown, _call, _governed, _wri
 
 
 async def run(args: argparse.Namespace, workdir: Path, emulator: tuple[str, str, Any, float, int]) -> dict[str, Any]:
-    from server.tableau.client import LEAN_FIELDS
-
     url, site, control, _startup, _pid = emulator
     async with _governed(url, site, _write_policy(workdir / "transfer"), PATS[0]) as (services, client):
         tableau = services.tableau
@@ -38,7 +36,7 @@ async def run(args: argparse.Namespace, workdir: Path, emulator: tuple[str, str,
         users = await tableau.users_by_id()
         heirs = sorted((u for u in users.values() if u.site_role == "Creator"), key=lambda u: u.name)[: args.runs]
         heir_ids = {h.id for h in heirs}
-        workbooks = await tableau.list_content("workbook", fields=LEAN_FIELDS)
+        workbooks = await tableau.list_content("workbook", lean=True)
         items = sorted(wb.id for wb in workbooks if wb.owner_id not in heir_ids)[: args.items]
         control.set_latency(args.latency_ms)
         times, entries, moved = [], [], []

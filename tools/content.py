@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field
 
-from server.tableau.client import LEAN_FIELDS, LEAN_KINDS
 from server.toolkit import READ_ONLY, ToolContext, ToolFailure, ToolSpec
+from tools.budget import fit_budget
 from tools.common import (
     KindShaped,
     decode_cursor,
     gather,
     in_project,
     json_size,
-    page_within_budget,
     resolve_one,
     utc,
 )
@@ -125,20 +124,30 @@ async def select_content(
     async def owner() -> str | None:
         return (await resolve_owner(ctx, filters.owner)).id if filters.owner else None
 
-    owner_id, tree = await gather(owner, ctx.tableau.project_tree)
-    check_project(tree, filters.project)
-    if records is None:
+    async def listed() -> list[Any]:
+        if records is not None:
+            return records
         pushed = _server_filters(kind, filters)
         if kind == "project" and not pushed:
-            records = await ctx.tableau.project_records()  # the listing the tree was built from
-        else:
-            fields = LEAN_FIELDS if lean and kind in LEAN_KINDS and not filters.tag else None
-            records = await ctx.tableau.list_content(kind, filters=pushed, fields=fields)
+            return await ctx.tableau.project_records()  # the listing the tree was built from
+        return await ctx.tableau.list_content(kind, filters=pushed, lean=lean and not filters.tag)
+
+    if filters.project or filters.owner or kind == "project":
+        # A project or owner that names nothing is an error before any page of content is read; and
+        # projects are listed by the tree itself (one listing for both, after it).
+        owner_id, tree = await gather(owner, ctx.tableau.project_tree)
+        check_project(tree, filters.project)
+        chosen = await listed()
+    else:  # nothing to check first: the tree and the pages come side by side, not one after the other
+        owner_id, tree, chosen = await gather(owner, ctx.tableau.project_tree, listed)
+    paths = tree.paths()
+    if not _narrowed(filters) and not owner_id:
+        return [(record, paths.get(record.id if kind == "project" else record.project_id)) for record in chosen]
     after, before = utc(filters.updated_after), utc(filters.updated_before)
     wanted_name = filters.name.lower() if filters.name else None
     selected = []
-    for record in records:
-        path = tree.path_of(record.id if kind == "project" else record.project_id)
+    for record in chosen:
+        path = paths.get(record.id if kind == "project" else record.project_id)
         if not in_project(path, filters.project):
             continue
         if owner_id and record.owner_id != owner_id:
@@ -155,6 +164,11 @@ async def select_content(
             continue
         selected.append((record, path))
     return selected
+
+
+def _narrowed(filters: ContentFilters) -> bool:
+    """Whether any filter applies locally (the owner aside, which is resolved to an id first)."""
+    return bool(filters.project or filters.tag or filters.name or filters.updated_after or filters.updated_before)
 
 
 def content_item(kind: ContentKind, record: Any, path: str | None) -> ContentItem:
@@ -240,42 +254,61 @@ async def find_owners(ctx: ToolContext, args: FindOwnersInput) -> FindOwnersOutp
     *selections, users = await gather(
         *(partial(select_content, ctx, kind, args, lean=True) for kind in kinds), ctx.tableau.users_by_id
     )
-    owned: dict[str, list[tuple[str, Any, str | None]]] = defaultdict(list)
+    # Counted without an object per item, and summaries built only for the page shown: on a site of
+    # 20,000 workbooks, per-item tuples and 2,600 validated summaries were most of the tool's own time.
+    per_kind = {kind: Counter(record.owner_id for record, _ in selection) for kind, selection in zip(kinds, selections)}
+    examples: dict[str | None, list[str]] = {}
     for kind, selection in zip(kinds, selections, strict=True):
         for record, path in selection:
-            owned[record.owner_id].append((kind, record, path))
+            found = examples.get(record.owner_id)
+            if found is None:
+                examples[record.owner_id] = found = []
+            elif len(found) >= 3:
+                continue
+            found.append(f"{kind}: {path + '/' if path and kind != 'project' else ''}{record.name}")
+    totals: Counter[str | None] = Counter()
+    for counted in per_kind.values():
+        totals.update(counted)
     now = datetime.now(UTC)
-    summaries = []
-    for owner_id, items in owned.items():
+    owners = []
+    flagged = items_flagged = 0
+    for owner_id, count in totals.items():
         user = users.get(owner_id)
         flags, days = _flags(user, args.inactive_days, now)
-        summaries.append(
-            OwnerSummary(
-                user_id=owner_id,
-                name=user.name if user else None,
-                full_name=user.full_name if user else None,
-                email=user.email if user else None,
-                site_role=user.site_role if user else None,
-                last_login=user.last_login if user else None,
-                days_since_login=days,
-                item_count=len(items),
-                counts_by_kind=dict(Counter(kind for kind, _, _ in items)),
-                flags=flags,
-                examples=[f"{kind}: {path + '/' if path and kind != 'project' else ''}{r.name}" for kind, r, path in items[:3]],
-            )
+        if flags:
+            flagged += 1
+            items_flagged += count
+        elif args.only_flagged:
+            continue
+        owners.append((-count, (user.name if user else "").lower(), owner_id or "", owner_id, user, flags, days))
+    owners.sort(key=lambda o: o[:3])
+
+    def summary(owner: tuple[Any, ...]) -> OwnerSummary:
+        _, _, _, owner_id, user, flags, days = owner
+        return OwnerSummary(
+            user_id=owner_id,
+            name=user.name if user else None,
+            full_name=user.full_name if user else None,
+            email=user.email if user else None,
+            site_role=user.site_role if user else None,
+            last_login=user.last_login if user else None,
+            days_since_login=days,
+            item_count=-owner[0],
+            counts_by_kind={kind: per_kind[kind][owner_id] for kind in kinds if per_kind[kind][owner_id]},
+            flags=flags,
+            examples=examples[owner_id],
         )
-    flagged = [s for s in summaries if s.flags]
-    shown = flagged if args.only_flagged else summaries
-    shown.sort(key=lambda s: (-s.item_count, (s.name or "").lower(), s.user_id))
-    page, next_cursor = page_within_budget(shown, offset, args.limit, query, json_size)
+
+    window = [summary(owner) for owner in owners[offset : offset + args.limit]]
+    page = fit_budget(window, offset, len(owners), query, json_size)
     return FindOwnersOutput(
-        owners=page,
-        total_owners=len(shown),
-        total_items=sum(s.item_count for s in shown),
-        flagged_owners=len(flagged),
-        items_owned_by_flagged=sum(s.item_count for s in flagged),
+        owners=page.items,
+        total_owners=len(owners),
+        total_items=-sum(owner[0] for owner in owners),
+        flagged_owners=flagged,
+        items_owned_by_flagged=items_flagged,
         inactive_days=args.inactive_days,
-        next_cursor=next_cursor,
+        next_cursor=page.next_cursor,
     )
 
 

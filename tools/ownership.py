@@ -15,7 +15,6 @@ import anyio
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
-from server.tableau.client import LEAN_FIELDS, LEAN_KINDS
 from server.tableau.errors import TableauError
 from server.toolkit import TargetGone, ToolContext, ToolFailure, ToolSpec, bound_id
 from tools.common import gather
@@ -162,8 +161,7 @@ async def _listed(ctx: ToolContext, kind: str) -> dict[str, Any]:
     if kind == "project":
         records = await ctx.tableau.project_records()
     else:
-        fields = LEAN_FIELDS if kind in LEAN_KINDS else None
-        records = await ctx.tableau.list_content(kind, fields=fields)
+        records = await ctx.tableau.list_content(kind, lean=True)
     return {record.id: record for record in records}
 
 

@@ -32,7 +32,7 @@ from tableauserverclient.server.endpoint.exceptions import (
 )
 
 from .parsing import Page, _child_values, _dt, _int, _item_values, _user_values, gc_paused
-from .records import ContentRecord, GroupRecord, JobRecord, UserRecord, listed_job
+from .records import ContentRecord, GroupRecord, JobRecord, OwnedRecord, UserRecord, listed_job
 
 R = TypeVar("R")
 
@@ -126,6 +126,23 @@ def _content(kind: str, item: dict[str, Any]) -> ContentRecord:
 def content_page(kind: str, content: bytes) -> tuple[list[ContentRecord], Page]:
     """Content records and pagination from one JSON list body."""
     return _read_list(content, _LIST_NAMES[kind], kind, lambda item: _content(kind, item))
+
+
+def _child_id(item: dict[str, Any], name: str) -> str | None:
+    value = item.get(name)
+    return value.get("id") if isinstance(value, dict) else None
+
+
+def owned_page(kind: str, content: bytes) -> tuple[list[OwnedRecord], Page]:
+    """Lean records (`LEAN_FIELDS`: ids, name, times, project and owner ids) from one JSON list body."""
+
+    def build(item: dict[str, Any]) -> OwnedRecord:
+        return OwnedRecord(
+            kind, item.get("id", ""), item.get("name", ""), _child_id(item, "project"), _child_id(item, "owner"),
+            _dt(item.get("createdAt")), _dt(item.get("updatedAt")),
+        )
+
+    return _read_list(content, _LIST_NAMES[kind], kind, build)
 
 
 def _user(item: dict[str, Any]) -> UserRecord:

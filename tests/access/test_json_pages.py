@@ -21,6 +21,7 @@ async def _everything(client: TableauClient) -> dict[str, object]:
     listed: dict[str, object] = {}
     for kind in ("workbook", "view", "datasource", "flow", "project"):
         listed[kind] = await client.list_content(kind)
+        listed[f"lean {kind}"] = await client.list_content(kind, lean=True)
     listed["users"] = await client.list_users()
     listed["groups"] = await client.list_groups()
     jobs = await client.list_jobs()
@@ -54,6 +55,27 @@ async def test_both_readers_build_identical_records_with_identical_requests(emu)
     assert results["json"] == results["xml"]
     assert len(results["json"]["workbook"]) == len(emu.state.workbooks)  # paged: 12 over pages of 5
     assert requests_seen["json"] == requests_seen["xml"]
+
+
+async def test_lean_listings_carry_the_same_facts_as_full_ones_in_both_readers(emu):
+    """`lean=True` (find_owners, ownership transfers) asks for LEAN_FIELDS and builds OwnedRecords: the
+    ids, names, owners, projects and times must be exactly those of the full records, in both readers."""
+    shared = ("kind", "id", "name", "project_id", "owner_id", "created_at", "updated_at")
+    for reader in ("xml", "json"):
+        client = TableauClient(settings_for(emu, page_size=5, cache_ttl=0))
+        client.list_format = reader
+        async with client:
+            for kind in ("workbook", "view", "datasource", "flow"):
+                full, lean = await client.list_content(kind), await client.list_content(kind, lean=True)
+                assert full, kind
+                assert [tuple(getattr(r, a) for a in shared) for r in lean] == [
+                    tuple(getattr(r, a) for a in shared) for r in full
+                ], (reader, kind)
+                assert all(r.owner_id and r.created_at and r.created_at.tzinfo is not None for r in lean)
+                if kind != "flow":  # flows take no `fields`: they stay full records
+                    assert all(type(r).__name__ == "OwnedRecord" for r in lean), (reader, kind)
+        lean_pages = [e for e in emu.request_log if "fields=id%2Cname" in e.query or "fields=id,name" in e.query]
+        assert lean_pages, "the lean listings asked Tableau for LEAN_FIELDS"
 
 
 async def test_retries_and_the_re_sign_in_treat_json_requests_like_xml(emu):

@@ -140,6 +140,16 @@ async def test_find_owners_groups_counts_and_flags_inactive_and_unlicensed(stewa
         assert set(owner["flags"]) == expected, owner
     assert flagged["total_owners"] == sum(1 for o in owners if o["flags"]) > 0
     assert any("unlicensed" in o["flags"] for o in flagged["owners"])
+    # Per kind, in order (most items first, then by name), and the flagged totals across all pages.
+    kinds = {"workbook": state.workbooks, "datasource": state.datasources, "flow": state.flows, "project": state.projects}
+    for owner in owners:
+        expected_kinds = {k: sum(1 for i in c.values() if i.owner_id == owner["user_id"]) for k, c in kinds.items()}
+        assert owner["counts_by_kind"] == {k: n for k, n in expected_kinds.items() if n}, owner
+        assert 1 <= len(owner["examples"]) <= min(3, owner["item_count"])
+    order = [(-o["item_count"], (o["name"] or "").lower()) for o in owners]
+    assert order == sorted(order)
+    assert flagged["items_owned_by_flagged"] == sum(o["item_count"] for o in owners if o["flags"])
+    assert flagged["total_items"] == flagged["items_owned_by_flagged"]
 
 
 async def test_list_users_and_groups_agree_with_the_site(steward: Steward) -> None:
