@@ -128,9 +128,17 @@ def content_page(kind: str, content: bytes) -> tuple[list[ContentRecord], Page]:
     return _read_list(content, _LIST_NAMES[kind], kind, lambda item: _content(kind, item))
 
 
+def _text(value: Any, what: str) -> Any:
+    # Tableau's JSON carries every attribute as a string: anything else is a broken body, refused like one
+    # (a ContentRecord would refuse it by validation; an OwnedRecord is not validated).
+    if value is None or type(value) is str:
+        return value
+    raise ParseError(f"the response's {what} is not a string; it was not read")
+
+
 def _child_id(item: dict[str, Any], name: str) -> str | None:
     value = item.get(name)
-    return value.get("id") if isinstance(value, dict) else None
+    return _text(value.get("id"), f"{name} id") if isinstance(value, dict) else None
 
 
 def owned_page(kind: str, content: bytes) -> tuple[list[OwnedRecord], Page]:
@@ -138,8 +146,9 @@ def owned_page(kind: str, content: bytes) -> tuple[list[OwnedRecord], Page]:
 
     def build(item: dict[str, Any]) -> OwnedRecord:
         return OwnedRecord(
-            kind, item.get("id", ""), item.get("name", ""), _child_id(item, "project"), _child_id(item, "owner"),
-            _dt(item.get("createdAt")), _dt(item.get("updatedAt")),
+            kind, _text(item.get("id", ""), "id"), _text(item.get("name", ""), "name"), _child_id(item, "project"),
+            _child_id(item, "owner"), _dt(_text(item.get("createdAt"), "createdAt")),
+            _dt(_text(item.get("updatedAt"), "updatedAt")),
         )
 
     return _read_list(content, _LIST_NAMES[kind], kind, build)

@@ -10,7 +10,14 @@ import pytest
 
 from server.tableau import TableauClient
 from server.tableau.errors import InvalidRequest
-from server.tableau.json_pages import MAX_BODY_BYTES, content_page, group_page, job_page, user_page
+from server.tableau.json_pages import (
+    MAX_BODY_BYTES,
+    content_page,
+    group_page,
+    job_page,
+    owned_page,
+    user_page,
+)
 
 from .conftest import settings_for, wait_for_log
 
@@ -171,3 +178,16 @@ def test_empty_collections_strays_and_other_lists_are_not_items():
 def test_hostile_or_broken_bodies_are_a_parse_error_the_access_layer_maps(body, message):
     with pytest.raises(ParseError, match=message):
         content_page("workbook", body)
+
+
+@pytest.mark.parametrize(
+    "item",
+    [b'{"id":["x"],"name":"N"}', b'{"id":"x","name":{"a":1}}', b'{"id":"x","name":"N","owner":{"id":7}}',
+     b'{"id":"x","name":"N","updatedAt":20240101}'],
+)
+def test_a_lean_item_whose_values_are_not_strings_is_a_parse_error(item):
+    """Lean records are not validated models, so the reader itself refuses what Tableau never sends."""
+    with pytest.raises(ParseError, match="is not a string"):
+        owned_page("workbook", b'{"workbooks":{"workbook":[' + item + b"]}}")
+    (record,), _ = owned_page("workbook", b'{"workbooks":{"workbook":[{"id":"x","name":"N","owner":{"id":"u"}}]}}')
+    assert (record.id, record.name, record.owner_id, record.project_id, record.updated_at) == ("x", "N", "u", None, None)
