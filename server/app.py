@@ -16,6 +16,7 @@ from mcp.server.subscriptions import InMemorySubscriptionBus
 from pydantic import BaseModel, ConfigDict, Field
 
 from server.arguments import ArgumentError, parse_arguments
+from server.heap import tune_collector
 from server.pipeline import CallPipeline, Services, result_model_for
 from server.resources import prompt_arguments_middleware, register_resources_and_prompts
 from server.toolkit import ToolSpec
@@ -116,6 +117,7 @@ def build_server(
         auth = services.governance.mcp_auth_kwargs()
     from tools.registry import TOOLS
 
+    tune_collector()  # once per process: start-up is done by the time a server is built
     specs = tuple(TOOLS if specs is None else specs)
     pipeline = CallPipeline(specs)
 
