@@ -691,7 +691,7 @@ async def run_large(
         (
             'find_owners `{"kind": "workbook"}`, rate limiter off, XML list reader',
             workbook,
-            {"rate_limit": 0, "list_format": "xml"},
+            {"rate_limit_per_hour": 0, "list_format": "xml"},
             latency,
         ),
         (
