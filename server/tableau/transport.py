@@ -41,6 +41,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import requests
@@ -331,6 +332,18 @@ class StewardSession(requests.Session):
     def __init__(self, transport: Transport) -> None:
         super().__init__()
         self._transport = transport
+        self._environment: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+    def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> dict[str, Any]:
+        # requests reads the proxy and CA-bundle variables (walking os.environ twice) on every request:
+        # about a tenth of a small request's client CPU. A running server's environment does not change, so
+        # the answer is kept per host and per caller-given settings.
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.netloc, tuple(sorted((proxies or {}).items())), stream, verify, cert)
+        found = self._environment.get(key)
+        if found is None:
+            found = self._environment[key] = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        return dict(found)
 
     def request(self, method: str, url: str, *args: object, **kwargs: object) -> requests.Response:  # type: ignore[override]
         transport = self._transport
@@ -452,5 +465,5 @@ class StewardSession(requests.Session):
 def _text(response: requests.Response) -> str:
     try:
         return response.text[:2000]
-    except Exception:  # pragma: no cover - undecodable body
+    except (LookupError, UnicodeError):  # pragma: no cover - a charset Python does not know, an undecodable body
         return ""

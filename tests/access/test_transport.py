@@ -129,3 +129,34 @@ def test_concurrency_limit_is_shared_by_every_thread():
         httpd.shutdown()
     assert len(events) == 18
     assert state["peak"] <= 2
+
+
+def test_the_proxy_environment_is_honoured_and_read_once_per_host(monkeypatch):
+    """requests reads HTTP(S)_PROXY on every request; the session reads it once per host (a server's
+    environment does not change) and still sends through the proxy it names."""
+    seen: list[str] = []
+
+    class Proxy(BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(self.path)  # a forward proxy gets the absolute URL
+            self.send_response(200)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    proxy = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    for name in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.server_address[1]}")
+    try:
+        transport = Transport(Settings.for_pat("http://tableau.invalid", "", "n", "s", rate_limit=0))
+        session = transport.session_factory()
+        assert session.get("http://tableau.invalid/api/3.24/serverInfo").status_code == 200
+        monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # read once: a later change is not picked up
+        assert session.get("http://tableau.invalid/api/3.24/serverInfo?again=1").status_code == 200
+    finally:
+        proxy.shutdown()
+    assert seen == ["http://tableau.invalid/api/3.24/serverInfo", "http://tableau.invalid/api/3.24/serverInfo?again=1"]
