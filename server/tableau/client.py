@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from functools import partial
+from operator import attrgetter
 from typing import Any, Self, TypeVar
 from urllib.parse import quote_plus, urlencode
 
@@ -472,6 +473,23 @@ def task_record(item: TSC.TaskItem) -> TaskRecord:
 # -------------------------------------------------------------------------------------------------
 
 
+def _without_repeats(items: list[T], key: Callable[[T], str]) -> list[T]:
+    """`items` keeping the first of each key: pages read while the site changes can overlap by an item.
+
+    Almost always nothing repeats, and the keys are compared in C (map, set) before any Python loop.
+    """
+    keys = list(map(key, items))
+    if len(set(keys)) == len(keys):
+        return items
+    seen: set[str] = set()
+    kept = []
+    for item, item_key in zip(items, keys, strict=True):
+        if item_key not in seen:
+            seen.add(item_key)
+            kept.append(item)
+    return kept
+
+
 class TableauClient:
     """The Tableau access layer. Use as `async with TableauClient(settings) as client:`.
 
@@ -687,7 +705,7 @@ class TableauClient:
         fetch: Callable[[int, int], tuple[list[T], Any]],
         *,
         limit: int | None = None,
-        key: Callable[[T], str] = lambda item: item.id,  # type: ignore[attr-defined]
+        key: Callable[[T], str] = attrgetter("id"),
     ) -> tuple[list[T], int]:
         """All pages (or the first `limit` items): page 1 first, then the rest concurrently.
 
@@ -716,15 +734,7 @@ class TableauClient:
                         tasks.start_soon(worker)
             except BaseExceptionGroup as group:
                 raise first_error(group) from None
-        merged: list[T] = []
-        seen: set[str] = set()
-        for number in sorted(results):
-            for item in results[number]:
-                item_key = key(item)
-                if item_key in seen:
-                    continue
-                seen.add(item_key)
-                merged.append(item)
+        merged = _without_repeats([item for number in sorted(results) for item in results[number]], key)
         if limit is not None:
             merged = merged[:limit]
         elif len(merged) != total:

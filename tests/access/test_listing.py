@@ -148,3 +148,31 @@ async def test_get_content_for_every_kind(emu):
             assert record.owner_name == state.users[item.owner_id].name
         listed = await client.list_content("flow")
         assert listed[0].owner_name == state.users[next(iter(state.flows.values())).owner_id].name
+
+
+async def test_pages_that_overlap_because_the_site_changed_keep_each_item_once(emu):
+    """A workbook created at the front of the order between page 1 and the rest shifts every later page by
+    one, so page 2 repeats page 1's last item: the listing keeps it once (and misses only the newcomer)."""
+    import dataclasses
+    from datetime import timedelta
+    from uuid import uuid4
+
+    before = set(emu.state.workbooks)
+    inserted: list[str] = []
+
+    def shift(event) -> None:
+        if event.path.endswith("/workbooks") and "pageNumber=1" in event.query and not inserted:
+            first = min(emu.state.workbooks.values(), key=lambda w: (w.created_at, w.name))
+            clone = dataclasses.replace(
+                first, id=str(uuid4()), name="000 inserted", created_at=first.created_at - timedelta(days=1)
+            )
+            emu.state.workbooks[clone.id] = clone
+            inserted.append(clone.id)
+
+    client = TableauClient(settings_for(emu, page_size=5, cache_ttl=0))
+    client.add_observer(shift)
+    async with client:
+        records = await client.list_content("workbook")
+    ids = [r.id for r in records]
+    assert inserted and len(before) > 10  # three pages of five, the second one shifted
+    assert len(ids) == len(set(ids)) and set(ids) == before
