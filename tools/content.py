@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from operator import attrgetter
 from typing import Any, ClassVar, Literal
@@ -266,6 +266,24 @@ def _flags(user: Any, inactive_days: int, now: datetime) -> tuple[list[OwnerFlag
     return flags, days
 
 
+def _flagged(user: Any, cutoff: datetime) -> bool:
+    """Whether `_flags` gives `user` any flag, without building the list: (now - last).days >= N exactly
+    when last <= now - N days."""
+    return user is None or user.site_role == "Unlicensed" or user.last_login is None or user.last_login <= cutoff
+
+
+def _examples(kinds: Sequence[str], selections: Sequence[tuple[list[Any], Any]], wanted: set[Any]) -> dict[Any, list[str]]:
+    """Up to three items per owner in `wanted`, as 'kind: project/name', in listing order."""
+    examples: dict[Any, list[str]] = {owner_id: [] for owner_id in wanted}
+    for kind, (chosen, path_of) in zip(kinds, selections, strict=True):
+        for record in chosen:
+            found = examples.get(record.owner_id)
+            if found is not None and len(found) < 3:
+                path = path_of(record)
+                found.append(f"{kind}: {path + '/' if path and kind != 'project' else ''}{record.name}")
+    return examples
+
+
 async def find_owners(ctx: ToolContext, args: FindOwnersInput) -> FindOwnersOutput:
     query = args.model_dump(mode="json", exclude={"cursor", "limit"})
     offset = decode_cursor(args.cursor, query)
@@ -274,40 +292,33 @@ async def find_owners(ctx: ToolContext, args: FindOwnersInput) -> FindOwnersOutp
     *selections, users = await gather(
         *(partial(select_records, ctx, kind, args, lean=True) for kind in kinds), ctx.tableau.users_by_id
     )
-    # Counted in C without an object per item, paths looked up only for the examples, and summaries
-    # built only for the page shown: on 20,000 workbooks, per-item tuples and 2,600 validated
-    # summaries were most of the tool's own time.
+    # Counted in C without an object per item, and flags, examples and summaries worked out in full only
+    # for the page shown: on 20,000 workbooks, per-item tuples and 2,600 validated summaries were most of
+    # the tool's own time.
     owner_of = attrgetter("owner_id")
     per_kind = {kind: Counter(map(owner_of, chosen)) for kind, (chosen, _) in zip(kinds, selections, strict=True)}
-    examples: dict[str | None, list[str]] = {}
-    for kind, (chosen, path_of) in zip(kinds, selections, strict=True):
-        for record in chosen:
-            found = examples.get(record.owner_id)
-            if found is None:
-                examples[record.owner_id] = found = []
-            elif len(found) >= 3:
-                continue
-            path = path_of(record)
-            found.append(f"{kind}: {path + '/' if path and kind != 'project' else ''}{record.name}")
     totals: Counter[str | None] = Counter()
     for counted in per_kind.values():
         totals.update(counted)
     now = datetime.now(UTC)
+    cutoff = now - timedelta(days=args.inactive_days)
     owners = []
     flagged = items_flagged = 0
     for owner_id, count in totals.items():
         user = users.get(owner_id)
-        flags, days = _flags(user, args.inactive_days, now)
-        if flags:
+        if _flagged(user, cutoff):
             flagged += 1
             items_flagged += count
         elif args.only_flagged:
             continue
-        owners.append((-count, (user.name if user else "").lower(), owner_id or "", owner_id, user, flags, days))
+        owners.append((-count, (user.name if user else "").lower(), owner_id or "", owner_id, user))
     owners.sort(key=lambda o: o[:3])
+    window = owners[offset : offset + args.limit]
+    examples = _examples(kinds, selections, {owner[3] for owner in window})
 
     def summary(owner: tuple[Any, ...]) -> OwnerSummary:
-        _, _, _, owner_id, user, flags, days = owner
+        _, _, _, owner_id, user = owner
+        flags, days = _flags(user, args.inactive_days, now)
         return OwnerSummary(
             user_id=owner_id,
             name=user.name if user else None,
@@ -322,8 +333,7 @@ async def find_owners(ctx: ToolContext, args: FindOwnersInput) -> FindOwnersOutp
             examples=examples[owner_id],
         )
 
-    window = [summary(owner) for owner in owners[offset : offset + args.limit]]
-    page = fit_budget(window, offset, len(owners), query, json_size)
+    page = fit_budget([summary(owner) for owner in window], offset, len(owners), query, json_size)
     return FindOwnersOutput(
         owners=page.items,
         total_owners=len(owners),
