@@ -99,9 +99,10 @@ LIST_FIELDS: dict[str, tuple[str, ...]] = {
     "project": ("_default_", *_OWNER_FIELDS),
 }
 # Just what an ownership count needs (who owns what, where, and when it changed): Tableau's field
-# expressions take plain attribute names and nested ids (tableau-semantics §1.3). Flows are not on
-# the list of endpoints that take `fields`, so they keep LIST_FIELDS.
-LEAN_FIELDS: tuple[str, ...] = ("id", "name", "createdAt", "updatedAt", "project.id", "owner.id")
+# expressions take plain attribute names and nested ids (tableau-semantics §1.3); the sort by
+# createdAt works without sending it. Flows are not on the list of endpoints that take `fields`, so
+# they keep LIST_FIELDS.
+LEAN_FIELDS: tuple[str, ...] = ("id", "name", "updatedAt", "project.id", "owner.id")
 LEAN_KINDS = frozenset({"workbook", "view", "datasource"})
 # A stable order, so concurrently fetched pages of a site that is not changing never overlap.
 CONTENT_SORT: tuple[str, ...] = ("createdAt:asc", "name:asc")

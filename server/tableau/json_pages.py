@@ -147,8 +147,7 @@ def owned_page(kind: str, content: bytes) -> tuple[list[OwnedRecord], Page]:
     def build(item: dict[str, Any]) -> OwnedRecord:
         return OwnedRecord(
             kind, _text(item.get("id", ""), "id"), _text(item.get("name", ""), "name"), _child_id(item, "project"),
-            _child_id(item, "owner"), _dt(_text(item.get("createdAt"), "createdAt")),
-            _dt(_text(item.get("updatedAt"), "updatedAt")),
+            _child_id(item, "owner"), _text(item.get("updatedAt"), "updatedAt"),
         )
 
     return _read_list(content, _LIST_NAMES[kind], kind, build)

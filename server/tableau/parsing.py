@@ -18,13 +18,12 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TypeVar
 from xml.etree.ElementTree import ParseError
 from xml.parsers.expat import ExpatError, ParserCreate
 
-from .records import ContentRecord, GroupRecord, OwnedRecord, UserRecord
+from .records import ContentRecord, GroupRecord, OwnedRecord, UserRecord, parse_utc
 
 R = TypeVar("R")
 
@@ -49,16 +48,7 @@ class Page:
     total_available: int
 
 
-def _dt(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)  # Python 3.11 reads the trailing "Z"
-    except ValueError:
-        return None
-    if parsed.tzinfo is UTC:  # Tableau's "…Z": already what records hold (half the cost of astimezone)
-        return parsed
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+_dt = parse_utc  # the readers' short name
 
 
 def _int(value: str | None) -> int | None:
@@ -164,7 +154,7 @@ def content_page(kind: str, content: bytes) -> tuple[list[ContentRecord], Page]:
 
 def _owned_values(kind: str, a: dict[str, str]) -> dict[str, Any]:
     return {"kind": kind, "id": a.get("id", ""), "name": a.get("name", ""), "project_id": None, "owner_id": None,
-            "created_at": a.get("createdAt"), "updated_at": a.get("updatedAt")}
+            "updated": a.get("updatedAt")}
 
 
 def _owned_child(kind: str, tag: str, a: dict[str, str], values: dict[str, Any]) -> None:
@@ -173,8 +163,7 @@ def _owned_child(kind: str, tag: str, a: dict[str, str], values: dict[str, Any])
 
 
 def _owned(v: dict[str, Any]) -> OwnedRecord:
-    return OwnedRecord(v["kind"], v["id"], v["name"], v["project_id"], v["owner_id"], _dt(v["created_at"]),
-                       _dt(v["updated_at"]), v.get("tags", ()))
+    return OwnedRecord(v["kind"], v["id"], v["name"], v["project_id"], v["owner_id"], v["updated"], v.get("tags", ()))
 
 
 def owned_page(kind: str, content: bytes) -> tuple[list[OwnedRecord], Page]:
