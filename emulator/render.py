@@ -58,11 +58,11 @@ def tags_el(tags: Iterable[str]) -> str:
 
 @dataclass(frozen=True)
 class Rows:
-    """How a list page renders its items: `xml` gives the elements, concatenated; `json` the objects,
-    or None to map the XML (`jsonout`)."""
+    """How a list page renders its items: `xml` gives the elements, concatenated; `json` the array of
+    objects (a list, or already serialised), or None to map the XML (`jsonout`)."""
 
     xml: Callable[[list[Any]], str]
-    json: Callable[[list[Any]], list[Any]] | None = None
+    json: Callable[[list[Any]], Any] | None = None
 
     @classmethod
     def each(cls, xml_one: Callable[[Any], str], json_one: Callable[[Any], Any] | None = None) -> Rows:
@@ -85,30 +85,30 @@ class Renderer:
     def attributes(self) -> dict[str, tuple[Attr, ...]]:
         """Each kind's attributes in the order its XSD type gives: what list pages (`shape`) and the pair
         renderers read (a single workbook or user item is an f-string of the same attributes)."""
-        named = (Attr("id", _get("id")), Attr("name", _get("name")))
-        described = (*named, Attr("description", _get("description")))
-        content_url = Attr("contentUrl", _get("content_url"))
-        created_updated = (Attr("createdAt", _get("created_at"), DATETIME), Attr("updatedAt", _get("updated_at"), DATETIME))
+        named = (Attr("id", "id"), Attr("name", "name"))
+        described = (*named, Attr("description", "description"))
+        content_url = Attr("contentUrl", "content_url")
+        created_updated = (Attr("createdAt", "created_at", DATETIME), Attr("updatedAt", "updated_at", DATETIME))
         return {
             "user": (
                 *named,
-                Attr("siteRole", _get("site_role")),
-                Attr("fullName", _get("full_name")),
+                Attr("siteRole", "site_role"),
+                Attr("fullName", "full_name"),
                 Attr("email", lambda u: u.email or None),
-                Attr("lastLogin", _get("last_login"), DATETIME),
-                Attr("authSetting", _get("auth_setting")),
-                Attr("locale", _get("locale")),
+                Attr("lastLogin", "last_login", DATETIME),
+                Attr("authSetting", "auth_setting"),
+                Attr("locale", "locale"),
             ),
             "group": (
                 *named,
-                Attr("minimumSiteRole", _get("minimum_site_role")),
+                Attr("minimumSiteRole", "minimum_site_role"),
                 Attr("userCount", lambda g: len(g.member_ids), INT),
             ),
             "project": (
                 *described,
-                Attr("contentPermissions", _get("content_permissions")),
+                Attr("contentPermissions", "content_permissions"),
                 # Omitted for top-level projects: TSC's get_by_path tests `parent_id is None`.
-                Attr("parentProjectId", _get("parent_id")),
+                Attr("parentProjectId", "parent_id"),
                 *created_updated,
                 Attr("topLevelProject", lambda p: p.parent_id is None, BOOL),
                 Attr("writeable", lambda p: True, BOOL),
@@ -117,30 +117,30 @@ class Renderer:
                 *described,
                 content_url,
                 Attr("webpageUrl", lambda wb: self._webpage("workbooks", wb.content_url)),
-                Attr("showTabs", _get("show_tabs"), BOOL),
-                Attr("size", _get("size"), INT),
+                Attr("showTabs", "show_tabs", BOOL),
+                Attr("size", "size", INT),
                 *created_updated,
                 Attr("encryptExtracts", lambda wb: "false"),
                 Attr("defaultViewId", lambda wb: wb.view_ids[0] if wb.view_ids else None),
                 Attr("sheetCount", lambda wb: len(wb.view_ids), INT),
-                Attr("hasExtracts", _get("has_extracts"), BOOL),
+                Attr("hasExtracts", "has_extracts", BOOL),
             ),
             "view": (
                 *named,
                 content_url,
                 *created_updated,
-                Attr("sheetType", _get("sheet_type")),
+                Attr("sheetType", "sheet_type"),
                 Attr("viewUrlName", lambda v: v.view_url_name or None),
             ),
             "datasource": (
                 *described,
                 content_url,
-                Attr("type", _get("type")),
-                Attr("size", _get("size"), INT),
+                Attr("type", "type"),
+                Attr("size", "size", INT),
                 *created_updated,
-                Attr("encryptExtracts", _get("encrypt_extracts"), BOOL),
-                Attr("hasExtracts", _get("has_extracts"), BOOL),
-                Attr("isCertified", _get("is_certified"), BOOL),
+                Attr("encryptExtracts", "encrypt_extracts", BOOL),
+                Attr("hasExtracts", "has_extracts", BOOL),
+                Attr("isCertified", "is_certified", BOOL),
                 Attr("certificationNote", lambda ds: ds.certification_note or None),
                 Attr("useRemoteQueryAgent", lambda ds: False, BOOL),
                 Attr("webpageUrl", lambda ds: self._webpage("datasources", ds.content_url)),
@@ -152,15 +152,15 @@ class Renderer:
                 Attr("webpageUrl", lambda flow: self._webpage("flows", flow.id)),
             ),
             "background_job": (
-                Attr("id", _get("id")),
-                Attr("status", _get("status")),
-                Attr("createdAt", _get("created_at"), DATETIME),
-                Attr("startedAt", _get("started_at"), DATETIME),
-                Attr("endedAt", _get("completed_at"), DATETIME),
-                Attr("priority", _get("priority"), INT),
-                Attr("jobType", _get("job_type")),
+                Attr("id", "id"),
+                Attr("status", "status"),
+                Attr("createdAt", "created_at", DATETIME),
+                Attr("startedAt", "started_at", DATETIME),
+                Attr("endedAt", "completed_at", DATETIME),
+                Attr("priority", "priority", INT),
+                Attr("jobType", "job_type"),
                 Attr("title", lambda job: _JOB_TITLES.get(job.job_type, "Refresh Extracts")),
-                Attr("subtitle", _get("target_name")),
+                Attr("subtitle", "target_name"),
             ),
         }
 
@@ -188,7 +188,7 @@ class Renderer:
 
     def _children(self, kind: str, f: Fields, usage: bool) -> list[Child]:
         if kind in ("workbook", "datasource", "flow"):
-            return self._owned_children(f, _get("project_id"), project_name=not f.restrictive)
+            return self._owned_children(f, "project_id", project_name=not f.restrictive)
         if kind == "view":
             return self._view_children(f, usage)
         if kind == "project" and (f.expansion("owner") or not f.restrictive):
@@ -202,7 +202,7 @@ class Renderer:
         return []
 
     def _owned_children(
-        self, f: Fields, project_of: Callable[[Any], str | None], project_name: bool, owner_first: bool = False
+        self, f: Fields, project_of: str | Callable[[Any], str | None], project_name: bool, owner_first: bool = False
     ) -> list[Child]:
         """`<project/><owner/><tags/>` (views: owner first, as their XSD type says): all three by
         default, only those named for restrictive fields."""
@@ -220,7 +220,7 @@ class Renderer:
         children = []
         wanted = f.expansion("workbook")
         if wanted <= _ID and (wanted or not f.restrictive):
-            children.append(Child("workbook", ref=_get("workbook_id")))
+            children.append(Child("workbook", ref="workbook_id"))
         elif wanted:
             def workbook_pairs(view: m.View) -> list[tuple[str, object]]:
                 return self._view_workbook_pairs(view, self.state.workbooks.get(view.workbook_id), wanted)
@@ -244,9 +244,12 @@ class Renderer:
             )
         return children
 
-    def _project_child(self, wanted: set[str], project_of: Callable[[Any], str | None], name: bool) -> Child:
+    def _project_child(self, wanted: set[str], project_of: str | Callable[[Any], str | None], name: bool) -> Child:
+        """`project_of`: the field holding the item's project id, or a getter of it."""
         if wanted <= _ID and not name:
             return Child("project", ref=project_of)
+        if isinstance(project_of, str):
+            project_of = _get(project_of)
 
         def as_xml(item: Any) -> str:
             project_id = project_of(item)
@@ -260,7 +263,7 @@ class Renderer:
 
     def _owner_child(self, wanted: set[str]) -> Child:
         if wanted <= _ID:  # the owner's id is the item's own `owner_id`: no user to look up
-            return Child("owner", ref=_get("owner_id"))
+            return Child("owner", ref="owner_id")
         return Child(
             "owner", lambda item: self.owner(item.owner_id, wanted), lambda item: self._owner_json(item.owner_id, wanted)
         )

@@ -150,8 +150,8 @@ class Call:
         chosen, paging, total = select(items, self.query, table)
         if self.wants_json and rows.json is not None:
             pagination = {"pageNumber": str(paging.number), "pageSize": str(paging.size), "totalAvailable": str(total)}
-            found = rows.json(chosen)
-            return Reply(200, json={"pagination": pagination, list_tag: {list_tag[:-1]: found} if found else {}})
+            found = {list_tag[:-1]: rows.json(chosen)} if chosen else {}
+            return Reply(200, json={"pagination": pagination, list_tag: found})
         return Reply(
             200,
             f'<pagination pageNumber="{paging.number}" pageSize="{paging.size}" totalAvailable="{total}"/>'

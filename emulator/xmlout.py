@@ -24,13 +24,13 @@ _TAIL = "</tsResponse>"
 _ATTR_ESCAPES = str.maketrans(
     {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "\n": "&#10;", "\r": "&#13;", "\t": "&#9;"}
 )
-NEEDS_ESCAPE = re.compile(r'[&<>"\n\r\t]')
+_NEEDS_ESCAPE = re.compile(r'[&<>"\n\r\t]')
 _TEXT_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
 
 
 def esc(value: str) -> str:
     # Most values need no escaping; testing first is several times faster than translating always.
-    if NEEDS_ESCAPE.search(value) is None:
+    if _NEEDS_ESCAPE.search(value) is None:
         return value
     return value.translate(_ATTR_ESCAPES)
 
