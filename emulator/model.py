@@ -87,10 +87,24 @@ class _Stamped:
         _STAMPS[self._stamp_slot] = next(_TICKS)
 
 
+class Listing(list):
+    """Every value of a `Collection`, in its order, when listed: a sorted order computed from it stays
+    valid for another listing of the same collection while the stamp has not changed (`query.py`)."""
+
+    __slots__ = ("source",)
+
+    def __init__(self, source: Collection) -> None:
+        super().__init__(source.values())
+        self.source = source
+
+
 class Collection(dict):
     """A SiteState collection: a dict whose inserts and deletes stamp a change (reads stay plain dict reads)."""
 
     _stamp_slot = _SITE
+
+    def listing(self) -> Listing:
+        return Listing(self)
 
     def _changed(self) -> None:
         _STAMPS[self._stamp_slot] = next(_TICKS)

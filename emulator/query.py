@@ -301,7 +301,8 @@ def select(
 
 # Sorting 20,000 workbooks by `createdAt,name` costs ~50 ms, paid again for every page a client
 # asks for. The last orders are kept and reused only while nothing a sort field can read has
-# changed since (`model.stamp`: O(1)) and the same items, in the same dict order, are listed (one
+# changed since (`model.stamp`: O(1)) and the same items, in the same dict order, are listed: the
+# same collection's `Listing` (its inserts and deletes are stamped), or else the same objects (one
 # C-level identity test per item; visibility differs per user). Sorts by a `volatile` field are
 # never cached.
 _SORT_CACHE: dict[tuple[str, str, int], tuple[Hashable, list[Any], list[Any]]] = {}
@@ -316,13 +317,20 @@ def _sorted(items: list[Any], sort_keys: list[tuple[FieldDef, bool]], expression
     stamp = model.stamp(type(items[0]))  # read before sorting: a change during the sort voids the entry
     key = (*expression, len(items))
     cached = _SORT_CACHE.get(key)
-    if cached is not None and cached[0] == stamp and all(map(operator.is_, cached[1], items)):
+    if cached is not None and cached[0] == stamp and _same_items(cached[1], items):
         return cached[2]  # callers only slice it
     ordered = _sort(items, sort_keys)
     if len(_SORT_CACHE) >= _SORT_CACHE_SIZE:
         _SORT_CACHE.pop(next(iter(_SORT_CACHE)))
     _SORT_CACHE[key] = (stamp, items, ordered)
     return ordered
+
+
+def _same_items(old: list[Any], new: list[Any]) -> bool:
+    source = getattr(new, "source", None)
+    if source is not None and getattr(old, "source", None) is source:
+        return True  # listings of one collection at one stamp
+    return all(map(operator.is_, old, new))
 
 
 def _sort(items: list[Any], sort_keys: list[tuple[FieldDef, bool]]) -> list[Any]:

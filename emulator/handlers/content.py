@@ -71,7 +71,7 @@ def lookup(call: Call, resource: str, item_id: str) -> Any:
 def listable(call: Call, resource: str, items: Any = None) -> list[Any]:
     """What a list of `resource` selects from: only what the signed-in user may view (totals count these)."""
     collection = KINDS[resource][0]
-    return visible(call.state, call.actor, resource, getattr(call.state, collection).values() if items is None else items)
+    return visible(call.state, call.actor, resource, getattr(call.state, collection) if items is None else items)
 
 
 def project_of(state: m.SiteState, resource: str, item: Any) -> str | None:

@@ -71,7 +71,7 @@ def _site_role(value: str | None) -> str:
 def list_users(call: Call) -> Reply:
     f, render = call.fields(USER_ATTRS), call.render
     return call.page_rows(
-        call.state.users.values(),
+        call.state.users.listing(),
         tables.users(call.state),
         "users",
         render.list_rows("user", f),

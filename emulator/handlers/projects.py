@@ -35,7 +35,7 @@ def list_projects(call: Call) -> Reply:
     f = call.fields(PROJECT_ATTRS)
     render = call.render
     return call.page_rows(
-        visible(call.state, call.actor, "projects", call.state.projects.values()),
+        visible(call.state, call.actor, "projects", call.state.projects),
         tables.projects(call.state),
         "projects",
         render.list_rows("project", f),
