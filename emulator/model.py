@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
+import weakref
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -89,7 +90,8 @@ class _Stamped:
 
 class Listing(list):
     """Every value of a `Collection`, in its order, when listed: a sorted order computed from it stays
-    valid for another listing of the same collection while the stamp has not changed (`query.py`)."""
+    valid for another listing of the same collection while the stamp has not changed (`query.py`).
+    Shared by every list request until the next change: never change one."""
 
     __slots__ = ("source",)
 
@@ -98,13 +100,29 @@ class Listing(list):
         self.source = source
 
 
+# The last listing of each collection and the stamp it was made at, by id(collection); the weak
+# reference tells a live collection from a new one at a reused id. Kept outside the collection so
+# copies and pickles of a site never carry a listing of the original's objects.
+_LISTINGS: dict[int, tuple[weakref.ref, Hashable, Listing]] = {}
+
+
 class Collection(dict):
     """A SiteState collection: a dict whose inserts and deletes stamp a change (reads stay plain dict reads)."""
 
     _stamp_slot = _SITE
 
     def listing(self) -> Listing:
-        return Listing(self)
+        """The values as a `Listing`: the same one while nothing changed (20,000 items are not copied
+        for every page of a big collection)."""
+        stamp = _STAMPS[self._stamp_slot]
+        found = _LISTINGS.get(id(self))
+        if found is not None and found[0]() is self and found[1] == stamp:
+            return found[2]
+        listing = Listing(self)
+        if len(_LISTINGS) > 64:  # collections of sites long gone
+            _LISTINGS.clear()
+        _LISTINGS[id(self)] = (weakref.ref(self), stamp, listing)
+        return listing
 
     def _changed(self) -> None:
         _STAMPS[self._stamp_slot] = next(_TICKS)

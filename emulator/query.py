@@ -292,7 +292,7 @@ def select(
     if predicates:
         matched = [item for item in items if all(p(item) for p in predicates)]
     else:
-        matched = items if type(items) is list else list(items)  # callers pass a list built for the call
+        matched = items if isinstance(items, list) else list(items)  # callers pass a list built for the call
     cache_key = (first(query, "sort") or "", first(query, "filter") or "")
     matched = _sorted(matched, sort_keys, cache_key)
     start, end = paging.window(len(matched))

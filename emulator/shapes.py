@@ -83,11 +83,12 @@ def _written(values: Sequence[Any], write: Callable[[Any], str]) -> Sequence[Any
     return list(map(write, values))
 
 
-def _json_strings(values: Sequence[str | None]) -> list[str | None]:
-    """Strings as JSON string literals; one scan of the whole column first, as most need no escaping."""
+def _json_members(before: str, values: Sequence[str | None], after: str = "") -> list[str]:
+    """`before` + the JSON string literal + `after` per value ("" for None); one scan of the whole
+    column first, as most values need no escaping."""
     if not _any_of(_JSON_SPECIAL, values):
-        return [None if v is None else f'"{v}"' for v in values]
-    return [None if v is None else orjson.dumps(v).decode() for v in values]
+        return ["" if v is None else f'{before}"{v}"{after}' for v in values]
+    return ["" if v is None else before + orjson.dumps(v).decode() + after for v in values]
 
 
 class Shape:
@@ -159,8 +160,7 @@ class Shape:
 
     @staticmethod
     def _json_column(attr: Attr, values: Sequence[Any]) -> list[str]:
-        head = f'"{attr.name}":'
-        return ["" if v is None else head + v for v in _json_strings(_written(values, _JSON_WRITE[attr.kind]))]
+        return _json_members(f'"{attr.name}":', _written(values, _JSON_WRITE[attr.kind]))
 
     @staticmethod
     def _json_child(child: Child, items: list[Any], read: Callable[[Any], Sequence[Any]]) -> list[str]:
@@ -168,4 +168,4 @@ class Shape:
         if child.ref is None:
             assert child.json is not None
             return ["" if v is None else head + orjson.dumps(v).decode() for v in map(child.json, items)]
-        return ["" if v is None else f'{head}{{"id":{v}}}' for v in _json_strings(read(child.ref))]
+        return _json_members(head + '{"id":', read(child.ref), "}")
