@@ -5,9 +5,9 @@ not share a GIL with the client), signs in with a PAT over plain `requests`, war
 each case's `GET` (page N cycling over the first pages) on one keep-alive session: time to the
 last byte of the body, and the emulator process's CPU (user + system, from /proc) per request.
 The cases take turns within every round, so load on a shared machine hits them alike. Cases: the
-lean workbooks page `find_owners` reads (`fields=id,name,createdAt,updatedAt,project.id,owner.id`,
-sorted by createdAt then name) and the default list shape the list tools read
-(`fields=_default_,owner.name,owner.email,project.name`, same sort), each as XML and as JSON
+lean workbooks page `find_owners` reads (the access layer's `LEAN_FIELDS`, sorted by its
+`CONTENT_SORT`, createdAt then name) and the default list shape the list tools read
+(`LIST_FIELDS["workbook"]`: `_default_,owner.name,owner.email,project.name`, same sort), each as XML and as JSON
 (`Accept: application/json`); the users page with `fields=_all_` sorted by name; and a page with
 no `fields` or sort. Median and p95 (nearest rank).
 
@@ -28,21 +28,24 @@ from xml.etree import ElementTree
 
 import requests
 
+from server.tableau.client import CONTENT_SORT, LEAN_FIELDS, LIST_FIELDS
+
 from . import ROOT, command, machine_note, markdown_table, median, percentile, python
 
 API = "3.24"
 NS = {"t": "http://tableau.com/api"}
 PAT = ("bench-pat", "bench-pat-secret")
 PAGE_SIZE = 1000
-CONTENT_SORT = "createdAt:asc,name:asc"
-LEAN = "id,name,createdAt,updatedAt,project.id,owner.id"
-DEFAULT_LIST = "_default_,owner.name,owner.email,project.name"
+# The access layer's own query shapes (server/tableau/client.py), so the bench follows them.
+SORT = ",".join(CONTENT_SORT)
+LEAN = ",".join(LEAN_FIELDS)
+DEFAULT_LIST = ",".join(LIST_FIELDS["workbook"])
 # (label, resource, fields, sort, JSON?)
 CASES = (
-    ("lean, sorted", "workbooks", LEAN, CONTENT_SORT, False),
-    ("lean, sorted", "workbooks", LEAN, CONTENT_SORT, True),
-    ("default list shape, sorted", "workbooks", DEFAULT_LIST, CONTENT_SORT, False),
-    ("default list shape, sorted", "workbooks", DEFAULT_LIST, CONTENT_SORT, True),
+    ("lean, sorted", "workbooks", LEAN, SORT, False),
+    ("lean, sorted", "workbooks", LEAN, SORT, True),
+    ("default list shape, sorted", "workbooks", DEFAULT_LIST, SORT, False),
+    ("default list shape, sorted", "workbooks", DEFAULT_LIST, SORT, True),
     ("users `_all_`, sorted by name", "users", "_all_", "name:asc", False),
     ("users `_all_`, sorted by name", "users", "_all_", "name:asc", True),
     ("no fields, no sort", "workbooks", None, None, False),
