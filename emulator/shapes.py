@@ -83,10 +83,11 @@ def _written(values: Sequence[Any], write: Callable[[Any], str]) -> Sequence[Any
     return list(map(write, values))
 
 
-def _json_members(before: str, values: Sequence[str | None], after: str = "") -> list[str]:
-    """`before` + the JSON string literal + `after` per value ("" for None); one scan of the whole
-    column first, as most values need no escaping."""
-    if not _any_of(_JSON_SPECIAL, values):
+def _json_members(before: str, values: Sequence[str | None], after: str = "", plain: bool = False) -> list[str]:
+    """`before` + the JSON string literal + `after` per value ("" for None); `plain`: values this
+    module wrote (dates, numbers, booleans), which never need escaping; else one scan of the whole
+    column first, as most values need none."""
+    if plain or not _any_of(_JSON_SPECIAL, values):
         return ["" if v is None else f'{before}"{v}"{after}' for v in values]
     return ["" if v is None else before + orjson.dumps(v).decode() + after for v in values]
 
@@ -160,7 +161,9 @@ class Shape:
 
     @staticmethod
     def _json_column(attr: Attr, values: Sequence[Any]) -> list[str]:
-        return _json_members(f'"{attr.name}":', _written(values, _JSON_WRITE[attr.kind]))
+        if attr.kind == TEXT:  # already strings
+            return _json_members(f'"{attr.name}":', values)
+        return _json_members(f'"{attr.name}":', _written(values, _JSON_WRITE[attr.kind]), plain=True)
 
     @staticmethod
     def _json_child(child: Child, items: list[Any], read: Callable[[Any], Sequence[Any]]) -> list[str]:
