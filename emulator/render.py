@@ -194,7 +194,7 @@ class Renderer:
         if kind == "project" and (f.expansion("owner") or not f.restrictive):
             return [self._owner_child(f.expansion("owner"))]
         if kind == "user" and ("domainName" in f.top or not f.restrictive):
-            return [Child("domain", lambda u: '<domain name="local"/>', lambda u: {"name": "local"})]
+            return [Child("domain", fixed=('<domain name="local"/>', '{"name":"local"}'))]
         if kind == "group":
             return [
                 Child("domain", lambda g: f'<domain name="{esc(g.domain_name)}"/>', lambda g: {"name": g.domain_name})

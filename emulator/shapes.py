@@ -50,12 +50,14 @@ class Attr:
 @dataclass(frozen=True)
 class Child:
     """One child element: its name (the JSON key) and its two renderers, "" (XML) or None (JSON) for
-    none; or, for a bare `<name id="..."/>` reference, just `ref`: that id's field name or getter."""
+    none; or, for a bare `<name id="..."/>` reference, just `ref`: that id's field name or getter; or,
+    for one the same in every item, `fixed`: its XML and its JSON text."""
 
     name: str
     xml: Callable[[Any], str] | None = None
     json: Callable[[Any], Any] | None = None
     ref: str | Callable[[Any], str | None] | None = None
+    fixed: tuple[str, str] | None = None
 
 
 def pairs(item: Any, attrs: tuple[Attr, ...]) -> list[tuple[str, object]]:
@@ -153,6 +155,8 @@ class Shape:
 
     @staticmethod
     def _xml_child(child: Child, items: list[Any], read: Callable[[Any], Sequence[Any]]) -> Sequence[str]:
+        if child.fixed is not None:
+            return [child.fixed[0]] * len(items)
         if child.ref is None:
             assert child.xml is not None
             return list(map(child.xml, items))
@@ -168,6 +172,8 @@ class Shape:
     @staticmethod
     def _json_child(child: Child, items: list[Any], read: Callable[[Any], Sequence[Any]]) -> list[str]:
         head = f'"{child.name}":'
+        if child.fixed is not None:
+            return [head + child.fixed[1]] * len(items)
         if child.ref is None:
             assert child.json is not None
             return ["" if v is None else head + orjson.dumps(v).decode() for v in map(child.json, items)]
