@@ -1,11 +1,15 @@
-"""How fast the emulator serves a 1000-item workbooks page of the large site.
+"""How fast, and at what CPU cost, the emulator serves 1000-item list pages of the large site.
 
 Starts `tableau-steward emulator --size large --port 0` in a child process (so the emulator does
 not share a GIL with the client), signs in with a PAT over plain `requests`, warms up, then times
-`GET /sites/{id}/workbooks?pageSize=1000&pageNumber=N&fields=...` (N cycling over the first pages)
-on one keep-alive session: time to the last byte of the body. Reports median and p95
-(nearest rank) per field set; the `fields=_default_,owner.name,project.name` row is the one the
-MCP server's list tools send.
+each case's `GET` (page N cycling over the first pages) on one keep-alive session: time to the
+last byte of the body, and the emulator process's CPU (user + system, from /proc) per request.
+The cases take turns within every round, so load on a shared machine hits them alike. Cases: the
+lean workbooks page `find_owners` reads (the access layer's `LEAN_FIELDS`, sorted by its
+`CONTENT_SORT`, createdAt then name) and the default list shape the list tools read
+(`LIST_FIELDS["workbook"]`: `_default_,owner.name,owner.email,project.name`, same sort), each as XML and as JSON
+(`Accept: application/json`); the users page with `fields=_all_` sorted by name; and a page with
+no `fields` or sort. Median and p95 (nearest rank).
 
     python -m bench page_serving [--requests 30] [--warmup 3]
 """
@@ -24,13 +28,28 @@ from xml.etree import ElementTree
 
 import requests
 
+from server.tableau.client import CONTENT_SORT, LEAN_FIELDS, LIST_FIELDS
+
 from . import ROOT, command, machine_note, markdown_table, median, percentile, python
 
 API = "3.24"
 NS = {"t": "http://tableau.com/api"}
 PAT = ("bench-pat", "bench-pat-secret")
-FIELD_SETS = ("_default_,owner.name,project.name", None)
 PAGE_SIZE = 1000
+# The access layer's own query shapes (server/tableau/client.py), so the bench follows them.
+SORT = ",".join(CONTENT_SORT)
+LEAN = ",".join(LEAN_FIELDS)
+DEFAULT_LIST = ",".join(LIST_FIELDS["workbook"])
+# (label, resource, fields, sort, JSON?)
+CASES = (
+    ("lean, sorted", "workbooks", LEAN, SORT, False),
+    ("lean, sorted", "workbooks", LEAN, SORT, True),
+    ("default list shape, sorted", "workbooks", DEFAULT_LIST, SORT, False),
+    ("default list shape, sorted", "workbooks", DEFAULT_LIST, SORT, True),
+    ("users `_all_`, sorted by name", "users", "_all_", "name:asc", False),
+    ("users `_all_`, sorted by name", "users", "_all_", "name:asc", True),
+    ("no fields, no sort", "workbooks", None, None, False),
+)
 
 
 def _emulator_command() -> list[str]:
@@ -82,24 +101,42 @@ def sign_in(session: requests.Session, url: str) -> str:
     return site.get("id", "")
 
 
-def measure(session: requests.Session, url: str, site_id: str, fields: str | None, n: int, warmup: int):
-    params: dict[str, object] = {"pageSize": PAGE_SIZE}
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) the child process has used so far."""
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def fetch(session: requests.Session, url: str, site_id: str, case: tuple, number: int) -> tuple[float, bytes]:
+    _label, resource, fields, sort, as_json = case
+    params: dict[str, object] = {"pageSize": PAGE_SIZE, "pageNumber": number}
     if fields:
         params["fields"] = fields
-    endpoint = f"{url}/api/{API}/sites/{site_id}/workbooks"
-    times: list[float] = []
-    size = items = 0
+    if sort:
+        params["sort"] = sort
+    headers = {"Accept": "application/json"} if as_json else {}
+    start = time.perf_counter()
+    reply = session.get(f"{url}/api/{API}/sites/{site_id}/{resource}", params=params, headers=headers, timeout=60)
+    body = reply.content
+    elapsed = time.perf_counter() - start
+    reply.raise_for_status()
+    return elapsed, body
+
+
+def measure(session: requests.Session, url: str, site_id: str, pid: int, n: int, warmup: int) -> list[dict]:
+    """Per case: wall seconds and emulator CPU seconds per request, and the last body's size."""
+    results = [{"wall": [], "cpu": [], "size": 0} for _ in CASES]
     for i in range(warmup + n):
-        params["pageNumber"] = 1 + i % 20
-        start = time.perf_counter()
-        reply = session.get(endpoint, params=params, timeout=60)
-        body = reply.content
-        elapsed = time.perf_counter() - start
-        reply.raise_for_status()
-        if i >= warmup:
-            times.append(elapsed)
-        size, items = len(body), body.count(b"<workbook ")
-    return times, size, items
+        for case, found in zip(CASES, results, strict=True):
+            pages = 10 if case[1] == "users" else 20  # the large site: 10,000 users, 20,000 workbooks
+            cpu = process_cpu(pid)
+            elapsed, body = fetch(session, url, site_id, case, 1 + i % pages)
+            if i >= warmup:
+                found["wall"].append(elapsed)
+                found["cpu"].append(process_cpu(pid) - cpu)
+            found["size"] = len(body)
+    return results
 
 
 def main(argv: list[str]) -> int:
@@ -113,19 +150,21 @@ def main(argv: list[str]) -> int:
     try:
         with requests.Session() as session:
             site_id = sign_in(session, url)
-            for fields in FIELD_SETS:
-                times, size, items = measure(session, url, site_id, fields, args.requests, args.warmup)
-                ms = [t * 1000 for t in times]
+            results = measure(session, url, site_id, process.pid, args.requests, args.warmup)
+            for (label, resource, fields, sort, as_json), found in zip(CASES, results, strict=True):
+                wall, cpu = [t * 1000 for t in found["wall"]], [t * 1000 for t in found["cpu"]]
                 rows.append(
                     [
+                        label,
+                        resource,
                         f"`{fields}`" if fields else "(none)",
-                        items,
-                        f"{size / 1024:.0f}",
-                        len(ms),
-                        f"{median(ms):.0f}",
-                        f"{percentile(ms, 95):.0f}",
-                        f"{min(ms):.0f}",
-                        f"{max(ms):.0f}",
+                        "JSON" if as_json else "XML",
+                        f"{found['size'] / 1024:.0f}",
+                        len(wall),
+                        f"{median(wall):.0f}",
+                        f"{percentile(wall, 95):.0f}",
+                        f"{median(cpu):.0f}",
+                        f"{sum(cpu) / len(cpu):.1f}",
                     ]
                 )
             session.post(f"{url}/api/{API}/auth/signout", timeout=10)
@@ -137,16 +176,19 @@ def main(argv: list[str]) -> int:
             process.kill()
             process.wait()
 
-    print("### Emulator: one 1000-workbook page of the large site\n")
+    print("### Emulator: one 1000-item list page of the large site\n")
     print(
         f"Command: `{command('page_serving', argv)}` (emulator in a child process via "
         f"`tableau-steward emulator --size large`, client: plain `requests`, one keep-alive session, "
-        f"{args.warmup} warm-up requests, pages 1-20 in turn)  "
+        f"{args.warmup} warm-up rounds, the cases in turn within each round, pages 1-20 (users 1-10) in turn; "
+        f"emulator CPU from /proc, at clock-tick resolution: the mean is the figure to read)  "
     )
     print(f"Machine: {machine_note()}\n")
     print(
         markdown_table(
-            ["fields", "items/page", "KiB/page", "requests", "median ms", "p95 ms", "min ms", "max ms"], rows
+            ["page", "resource", "fields", "format", "KiB/page", "requests", "median ms", "p95 ms",
+             "emulator CPU median ms", "emulator CPU mean ms"],
+            rows,
         )
     )
     print(f"\nEmulator start-up (generating the large site, until it printed its URL): {startup:.1f} s\n")

@@ -100,8 +100,13 @@ def may_view(
     return _allowed(state, user, state.permissions.get((resource, item.id), {}), "Read", group_ids)  # type: ignore[attr-defined]
 
 
-def visible(state: m.SiteState, user: m.User, resource: str, items: Iterable[T]) -> list[T]:
-    """The items of one collection `user` may view, in order: what every list selects from."""
+def visible(state: m.SiteState, user: m.User, resource: str, items: m.Collection | Iterable[T]) -> list[T]:
+    """The items of one collection (or of a selection of it) `user` may view, in order: what every
+    list selects from. An administrator's list of a whole collection is its `Listing`."""
+    if isinstance(items, m.Collection):
+        if is_admin(user):
+            return items.listing()
+        items = items.values()
     if is_admin(user):
         return list(items)
     group_ids = [g.id for g in state.groups_of(user.id)]  # once per list, not once per item

@@ -10,7 +10,7 @@ and one with text and attributes puts the text under `value` (`productVersion`).
 
 Which children repeat is read from the 3.29 XSD the emulator validates against, so the arrays are
 exactly the ones Tableau's own (schema-generated) JSON has. List pages render JSON natively
-(`render.py`); every other answer goes through `xml_to_json`, and tests compare the two.
+(`shapes.py`); every other answer goes through `xml_to_json`, and tests compare the two.
 """
 
 from __future__ import annotations

@@ -7,10 +7,14 @@ All datetimes are timezone-aware UTC; all ids are UUID strings.
 
 from __future__ import annotations
 
+import itertools
 import uuid
+import weakref
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from random import Random
+from typing import Any, Self
 
 SITE_ROLES = (
     "Creator",
@@ -53,8 +57,122 @@ def new_id(rng: Random | None = None) -> str:
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
 
+# -- change stamps ------------------------------------------------------------------------------------
+# Every attribute set on a model object and every insert or delete in a SiteState collection stores a
+# fresh stamp, so a cache (the sort orders in `query.py`) can tell in O(1) that nothing it was
+# computed from changed since, whoever changed it: a request, the job clock, a test reaching into
+# the model. Stamps are drawn from one counter (`next` is atomic under the GIL) and each is stored
+# once, so a stamp once read never comes back. What a stamp cannot see: sets and lists changed in
+# place (`wb.tags.add`, `wb.view_ids.append`), and dict-valued entries changed in place (permission
+# rules); the sort fields that read those are declared `volatile` in `tables.py` and never cached.
+# Jobs are stamped apart: the job clock changes running jobs on every request, and no list but the
+# jobs list reads a job, so a running refresh does not void the workbooks' order.
+_TICKS = itertools.count(1)
+_STAMPS = [0, 0]  # [every model object and collection but jobs, jobs]
+_SITE, _JOBS = 0, 1
+
+
+def stamp(kind: type) -> Hashable:
+    """What changes whenever anything a list of `kind` items can be filtered or sorted by may have changed."""
+    return (_STAMPS[_SITE], _STAMPS[_JOBS]) if kind is Job else _STAMPS[_SITE]
+
+
+class _Stamped:
+    """Base of the model dataclasses: every attribute set stamps a change (after the value is set)."""
+
+    __slots__ = ()
+    _stamp_slot = _SITE
+
+    def __setattr__(self, name: str, value: object) -> None:
+        object.__setattr__(self, name, value)
+        _STAMPS[self._stamp_slot] = next(_TICKS)
+
+
+class Listing(list):
+    """Every value of a `Collection`, in its order, when listed: a sorted order computed from it stays
+    valid for another listing of the same collection while the stamp has not changed (`query.py`).
+    Shared by every list request until the next change: never change one."""
+
+    __slots__ = ("source",)
+
+    def __init__(self, source: Collection) -> None:
+        super().__init__(source.values())
+        self.source = source
+
+
+# The last listing of each collection and the stamp it was made at, by id(collection); the weak
+# reference tells a live collection from a new one at a reused id. Kept outside the collection so
+# copies and pickles of a site never carry a listing of the original's objects.
+_LISTINGS: dict[int, tuple[weakref.ref, Hashable, Listing]] = {}
+
+
+class Collection(dict):
+    """A SiteState collection: a dict whose inserts and deletes stamp a change (reads stay plain dict reads)."""
+
+    _stamp_slot = _SITE
+
+    def listing(self) -> Listing:
+        """The values as a `Listing`: the same one while nothing changed (20,000 items are not copied
+        for every page of a big collection)."""
+        stamp = _STAMPS[self._stamp_slot]
+        found = _LISTINGS.get(id(self))
+        if found is not None and found[0]() is self and found[1] == stamp:
+            return found[2]
+        listing = Listing(self)
+        if len(_LISTINGS) > 64:  # collections of sites long gone
+            _LISTINGS.clear()
+        _LISTINGS[id(self)] = (weakref.ref(self), stamp, listing)
+        return listing
+
+    def _changed(self) -> None:
+        _STAMPS[self._stamp_slot] = next(_TICKS)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        super().__setitem__(key, value)
+        self._changed()
+
+    def __delitem__(self, key: Any) -> None:
+        super().__delitem__(key)
+        self._changed()
+
+    def __ior__(self, other: Any) -> Self:
+        super().__ior__(other)
+        self._changed()
+        return self
+
+    def pop(self, *args: Any) -> Any:
+        try:
+            return super().pop(*args)
+        finally:
+            self._changed()
+
+    def popitem(self) -> tuple[Any, Any]:
+        try:
+            return super().popitem()
+        finally:
+            self._changed()
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        try:
+            return super().setdefault(key, default)
+        finally:
+            self._changed()
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        super().update(*args, **kwargs)
+        self._changed()
+
+    def clear(self) -> None:
+        super().clear()
+        self._changed()
+
+
+class JobCollection(Collection):
+    _stamp_slot = _JOBS
+
+
 @dataclass
-class User:
+class User(_Stamped):
     id: str
     name: str  # the sign-in name, usually an email address on Cloud
     full_name: str
@@ -68,7 +186,7 @@ class User:
 
 
 @dataclass
-class Group:
+class Group(_Stamped):
     id: str
     name: str
     minimum_site_role: str | None = None
@@ -77,7 +195,7 @@ class Group:
 
 
 @dataclass
-class Project:
+class Project(_Stamped):
     id: str
     name: str
     owner_id: str
@@ -89,7 +207,7 @@ class Project:
 
 
 @dataclass
-class Connection:
+class Connection(_Stamped):
     id: str
     type: str  # e.g. "postgres", "snowflake", "excel-direct", "sqlproxy"
     server_address: str = ""
@@ -100,7 +218,7 @@ class Connection:
 
 
 @dataclass
-class View:
+class View(_Stamped):
     id: str
     name: str
     content_url: str
@@ -115,7 +233,7 @@ class View:
 
 
 @dataclass
-class Workbook:
+class Workbook(_Stamped):
     id: str
     name: str
     content_url: str
@@ -137,7 +255,7 @@ class Workbook:
 
 
 @dataclass
-class Datasource:
+class Datasource(_Stamped):
     id: str
     name: str
     content_url: str
@@ -159,7 +277,7 @@ class Datasource:
 
 
 @dataclass
-class Flow:
+class Flow(_Stamped):
     id: str
     name: str
     project_id: str
@@ -171,7 +289,7 @@ class Flow:
 
 
 @dataclass
-class Schedule:
+class Schedule(_Stamped):
     id: str
     name: str
     created_at: datetime
@@ -189,7 +307,7 @@ class Schedule:
 
 
 @dataclass
-class ExtractRefreshTask:
+class ExtractRefreshTask(_Stamped):
     id: str
     schedule_id: str
     target_kind: str  # "workbook" | "datasource"
@@ -200,12 +318,14 @@ class ExtractRefreshTask:
 
 
 @dataclass
-class Job:
+class Job(_Stamped):
     """A background job. Its visible state is derived from the simulated clock by the jobs module.
 
     `finish_code` and `completed_at` are set only once the job is done (0 success, 1 failed,
     2 cancelled). `failure` holds the reason a refresh will fail, decided when the job is created.
     """
+
+    _stamp_slot = _JOBS  # stamped apart (see `stamp`)
 
     id: str
     job_type: str  # refresh_extracts | increment_extracts | run_flow
@@ -228,14 +348,14 @@ class Job:
 
 
 @dataclass
-class PersonalAccessToken:
+class PersonalAccessToken(_Stamped):
     name: str
     secret: str
     user_id: str
 
 
 @dataclass
-class ConnectedApp:
+class ConnectedApp(_Stamped):
     client_id: str
     secret_id: str
     secret_value: str
@@ -248,7 +368,7 @@ Rules = dict[GranteeKey, dict[str, str]]
 
 
 @dataclass
-class SiteState:
+class SiteState(_Stamped):
     id: str
     name: str
     content_url: str
@@ -270,6 +390,12 @@ class SiteState:
     default_permissions: dict[tuple[str, str], Rules] = field(default_factory=dict)
     pats: dict[str, PersonalAccessToken] = field(default_factory=dict)  # by token name
     connected_apps: dict[str, ConnectedApp] = field(default_factory=dict)  # by client id
+
+    def __setattr__(self, name: str, value: object) -> None:
+        # Every collection is stamped, also one assigned whole (`state.workbooks = {...}`).
+        if type(value) is dict:
+            value = (JobCollection if name == "jobs" else Collection)(value)
+        super().__setattr__(name, value)
 
     def groups_of(self, user_id: str) -> list[Group]:
         return [g for g in self.groups.values() if user_id in g.member_ids]

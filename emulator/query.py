@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import operator
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
+from . import model
 from .errors import ApiError, bad_request
 
 DEFAULT_PAGE_SIZE = 100
@@ -40,6 +41,9 @@ class FieldDef:
     getter: Callable[[Any], Any]
     kind: str = "str"  # str | int | datetime | bool | tags
     ops: frozenset[str] = EQ_IN
+    # The getter reads a set or list that changes in place (`len(wb.view_ids)`), which no change
+    # stamp sees (`model.stamp`): orders sorted by such a field are never reused. Tags always are.
+    volatile: bool = False
 
 
 FieldTable = Mapping[str, FieldDef]
@@ -288,7 +292,7 @@ def select(
     if predicates:
         matched = [item for item in items if all(p(item) for p in predicates)]
     else:
-        matched = list(items)
+        matched = items if isinstance(items, list) else list(items)  # callers pass a list built for the call
     cache_key = (first(query, "sort") or "", first(query, "filter") or "")
     matched = _sorted(matched, sort_keys, cache_key)
     start, end = paging.window(len(matched))
@@ -296,45 +300,60 @@ def select(
 
 
 # Sorting 20,000 workbooks by `createdAt,name` costs ~50 ms, paid again for every page a client
-# asks for. The last orders are kept and reused only while the same items, in the same dict order,
-# still have the same values in every sort field: the check (one getter call per item and key) is
-# a fraction of the sort and cannot go stale, whoever changed the state (a request, the job clock,
-# or a test reaching into the model). Tag sets are mutable and rare as sort keys, so they are not
-# cached.
-_SORT_CACHE: dict[tuple[str, str, int], tuple[list[Any], list[list[Any]], list[Any]]] = {}
+# asks for. The last orders are kept and reused only while nothing a sort field can read has
+# changed since (`model.stamp`: O(1)) and the same items, in the same dict order, are listed: the
+# same collection's `Listing` (its inserts and deletes are stamped), or else the same objects (one
+# C-level identity test per item; visibility differs per user). Sorts by a `volatile` field are
+# never cached.
+_SORT_CACHE: dict[tuple[str, str, int], tuple[Hashable, list[Any], list[Any]]] = {}
 _SORT_CACHE_SIZE = 16
 
 
 def _sorted(items: list[Any], sort_keys: list[tuple[FieldDef, bool]], expression: tuple[str, str]) -> list[Any]:
     if not sort_keys:
         return items
-    cacheable = len(items) >= 1000 and all(fdef.kind != "tags" for fdef, _ in sort_keys)
-    if not cacheable:
+    if len(items) < 1000 or any(fdef.volatile or fdef.kind == "tags" for fdef, _ in sort_keys):
         return _sort(items, sort_keys)
+    stamp = model.stamp(type(items[0]))  # read before sorting: a change during the sort voids the entry
     key = (*expression, len(items))
     cached = _SORT_CACHE.get(key)
-    if (
-        cached is not None
-        and all(map(operator.is_, cached[0], items))
-        # Compared as they are read: no lists of 20,000 values are built on a hit.
-        and all(all(map(operator.eq, map(fdef.getter, items), old)) for (fdef, _), old in zip(sort_keys, cached[1]))
-    ):
+    if cached is not None and cached[0] == stamp and _same_items(cached[1], items):
         return cached[2]  # callers only slice it
-    # One flat list per key: tuples per item would be 20,000 GC-tracked objects a request.
-    values = [list(map(fdef.getter, items)) for fdef, _ in sort_keys]
     ordered = _sort(items, sort_keys)
     if len(_SORT_CACHE) >= _SORT_CACHE_SIZE:
         _SORT_CACHE.pop(next(iter(_SORT_CACHE)))
-    _SORT_CACHE[key] = (items, values, ordered)
+    _SORT_CACHE[key] = (stamp, items, ordered)
     return ordered
 
 
+def _same_items(old: list[Any], new: list[Any]) -> bool:
+    source = getattr(new, "source", None)
+    if source is not None and getattr(old, "source", None) is source:
+        return True  # listings of one collection at one stamp
+    return all(map(operator.is_, old, new))
+
+
 def _sort(items: list[Any], sort_keys: list[tuple[FieldDef, bool]]) -> list[Any]:
-    matched = list(items)
-    # Stable sorts applied last key first give a multi-key order with per-key direction.
+    # Stable sorts applied last key first give a multi-key order with per-key direction. Positions
+    # are sorted by a precomputed column of keys: `list.__getitem__` as the key is a C call.
+    order = list(range(len(items)))
     for fdef, descending in reversed(sort_keys):
-        matched.sort(key=_sort_key(fdef), reverse=descending)
-    return matched
+        order.sort(key=_key_column(fdef, items).__getitem__, reverse=descending)
+    return list(map(items.__getitem__, order))
+
+
+def _key_column(fdef: FieldDef, items: list[Any]) -> list[Any]:
+    """Each item's sort key: what `_sort_key` gives, or for a column of one plain type without
+    None (the usual case), the values themselves (case-folded strings): the same order, cheaper."""
+    values = list(map(fdef.getter, items))
+    if values and None not in values:
+        kind = type(values[0])
+        if all(type(v) is kind for v in values):
+            if kind is str:
+                return list(map(str.casefold, values))
+            if kind in (int, datetime):
+                return values
+    return list(map(_sort_key(fdef), items))
 
 
 # ---------------------------------------------------------------------------------------------------

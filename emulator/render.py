@@ -9,27 +9,28 @@ Child elements appear in the order the XSD sequences require.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import cached_property
+from operator import attrgetter as _get
 from typing import Any
-
-import orjson
 
 from . import model as m
 from .jsonout import json_attrs, tags_json
 from .query import Fields
+from .shapes import BOOL, DATETIME, INT, Attr, Child, Shape, pairs
 from .xmlout import attrs, dt, el, esc, fmt, text
 
 DEFAULT_FIELDS = Fields()
 USER_ATTRS = ("id", "name", "siteRole", "fullName", "email", "lastLogin", "authSetting", "locale")
 PRODUCT_VERSION = "2024.2.0"
 PRODUCT_BUILD = "20242.24.0613.0835"
-_NAME = frozenset({"name"})
-_NAME_EMAIL = frozenset({"name", "email"})
-
-
-def _pick(pairs: list[tuple[str, object]], f: Fields) -> list[tuple[str, object]]:
-    if not f.restrictive:
-        return pairs
-    return [(k, v) for k, v in pairs if k in f.top]
+_ID = frozenset({"id"})
+_ID_NAME = frozenset({"id", "name"})
+_ID_NAME_EMAIL = frozenset({"id", "name", "email"})
+# Kinds whose `_all_` renders as their default shape (no child references to expand).
+_FLAT = frozenset({"user", "group", "background_job"})
+_TAGS = {"background_job": "backgroundJob"}
+_JOB_TITLES = {"run_flow": "Run Flow", "increment_extracts": "Increment Extracts"}
 
 
 def _b(value: bool) -> str:
@@ -41,27 +42,33 @@ def _opt(name: str, value: object) -> str:
     return "" if value is None else f' {name}="{fmt(value)}"'
 
 
+def _ref_xml(tag: str, item_id: str | None) -> str:
+    return "" if item_id is None else f'<{tag} id="{esc(item_id)}"/>'
+
+
+def _ref_json(item_id: str | None) -> dict | None:
+    return None if item_id is None else {"id": item_id}
+
+
 def tags_el(tags: Iterable[str]) -> str:
     if not tags:
         return "<tags/>"
     return "<tags>" + "".join(f'<tag label="{esc(t)}"/>' for t in sorted(tags)) + "</tags>"
 
 
-# Rendered list items, kept under a key holding every value the item was rendered from: a change
-# anywhere (a request, the job clock, a test reaching into the model) makes a new key, so an entry
-# can never be stale, only unused. Most of a big page is unchanged between pages and requests, and
-# building the key costs a fraction of rendering. JSON items are kept serialised (`orjson.Fragment`).
-_RENDERED: dict[tuple, Any] = {}
-_RENDERED_MAX = 60_000
+@dataclass(frozen=True)
+class Rows:
+    """How a list page renders its items: `xml` gives the elements, concatenated; `json` the array of
+    objects (a list, or already serialised), or None to map the XML (`jsonout`)."""
 
+    xml: Callable[[list[Any]], str]
+    json: Callable[[list[Any]], Any] | None = None
 
-def _remembered(key: tuple, build: Callable[[], Any]) -> Any:
-    found = _RENDERED.get(key)
-    if found is None:
-        if len(_RENDERED) >= _RENDERED_MAX:
-            _RENDERED.clear()
-        found = _RENDERED[key] = build()
-    return found
+    @classmethod
+    def each(cls, xml_one: Callable[[Any], str], json_one: Callable[[Any], Any] | None = None) -> Rows:
+        """Rows from renderers of one item."""
+        as_json = None if json_one is None else (lambda items: [json_one(item) for item in items])
+        return cls(lambda items: "".join(map(xml_one, items)), as_json)
 
 
 class Renderer:
@@ -71,31 +78,210 @@ class Renderer:
         self.state = state
         self.base_url = base_url.rstrip("/")
 
+    def _webpage(self, kind: str, key: str) -> str:
+        return f"{self.base_url}/#/site/{self.state.content_url}/{kind}/{key}"
+
+    @cached_property
+    def attributes(self) -> dict[str, tuple[Attr, ...]]:
+        """Each kind's attributes in the order its XSD type gives: what list pages (`shape`) and the pair
+        renderers read (a single workbook or user item is an f-string of the same attributes)."""
+        named = (Attr("id", "id"), Attr("name", "name"))
+        described = (*named, Attr("description", "description"))
+        content_url = Attr("contentUrl", "content_url")
+        created_updated = (Attr("createdAt", "created_at", DATETIME), Attr("updatedAt", "updated_at", DATETIME))
+        return {
+            "user": (
+                *named,
+                Attr("siteRole", "site_role"),
+                Attr("fullName", "full_name"),
+                Attr("email", lambda u: u.email or None),
+                Attr("lastLogin", "last_login", DATETIME),
+                Attr("authSetting", "auth_setting"),
+                Attr("locale", "locale"),
+            ),
+            "group": (
+                *named,
+                Attr("minimumSiteRole", "minimum_site_role"),
+                Attr("userCount", lambda g: len(g.member_ids), INT),
+            ),
+            "project": (
+                *described,
+                Attr("contentPermissions", "content_permissions"),
+                # Omitted for top-level projects: TSC's get_by_path tests `parent_id is None`.
+                Attr("parentProjectId", "parent_id"),
+                *created_updated,
+                Attr("topLevelProject", lambda p: p.parent_id is None, BOOL),
+                Attr("writeable", lambda p: True, BOOL),
+            ),
+            "workbook": (
+                *described,
+                content_url,
+                Attr("webpageUrl", lambda wb: self._webpage("workbooks", wb.content_url)),
+                Attr("showTabs", "show_tabs", BOOL),
+                Attr("size", "size", INT),
+                *created_updated,
+                Attr("encryptExtracts", lambda wb: "false"),
+                Attr("defaultViewId", lambda wb: wb.view_ids[0] if wb.view_ids else None),
+                Attr("sheetCount", lambda wb: len(wb.view_ids), INT),
+                Attr("hasExtracts", "has_extracts", BOOL),
+            ),
+            "view": (
+                *named,
+                content_url,
+                *created_updated,
+                Attr("sheetType", "sheet_type"),
+                Attr("viewUrlName", lambda v: v.view_url_name or None),
+            ),
+            "datasource": (
+                *described,
+                content_url,
+                Attr("type", "type"),
+                Attr("size", "size", INT),
+                *created_updated,
+                Attr("encryptExtracts", "encrypt_extracts", BOOL),
+                Attr("hasExtracts", "has_extracts", BOOL),
+                Attr("isCertified", "is_certified", BOOL),
+                Attr("certificationNote", lambda ds: ds.certification_note or None),
+                Attr("useRemoteQueryAgent", lambda ds: False, BOOL),
+                Attr("webpageUrl", lambda ds: self._webpage("datasources", ds.content_url)),
+            ),
+            "flow": (
+                *described,
+                *created_updated,
+                Attr("fileType", lambda flow: "tflx"),
+                Attr("webpageUrl", lambda flow: self._webpage("flows", flow.id)),
+            ),
+            "background_job": (
+                Attr("id", "id"),
+                Attr("status", "status"),
+                Attr("createdAt", "created_at", DATETIME),
+                Attr("startedAt", "started_at", DATETIME),
+                Attr("endedAt", "completed_at", DATETIME),
+                Attr("priority", "priority", INT),
+                Attr("jobType", "job_type"),
+                Attr("title", lambda job: _JOB_TITLES.get(job.job_type, "Refresh Extracts")),
+                Attr("subtitle", "target_name"),
+            ),
+        }
+
+    # -- list pages -----------------------------------------------------------------------------
+
+    def list_rows(self, kind: str, f: Fields, **options: Any) -> Rows:
+        """How a page of `kind` items (`workbook`, `user`, ...) renders for these fields (`Call.page_rows`).
+
+        Every shape but `_all_` on kinds with child references to expand is a `Shape`, rendered
+        column by column in both formats; those `_all_` pages render item by item and JSON maps the XML.
+        """
+        if f.all and kind not in _FLAT:
+            render_xml = getattr(self, kind)
+            return Rows.each(lambda item: render_xml(item, f, **options))
+        shape = self.shape(kind, f, **options)
+        return Rows(shape.xml, shape.json)
+
+    def shape(self, kind: str, f: Fields, usage: bool = False) -> Shape:
+        """The `Shape` of a `kind` item for these fields: with restrictive fields only the attributes
+        and children named, otherwise every attribute and the default children, plus expansions."""
+        attrs = self.attributes[kind]
+        if f.restrictive:
+            attrs = tuple(a for a in attrs if a.name in f.top)
+        return Shape(_TAGS.get(kind, kind), attrs, self._children(kind, f, usage))
+
+    def _children(self, kind: str, f: Fields, usage: bool) -> list[Child]:
+        if kind in ("workbook", "datasource", "flow"):
+            return self._owned_children(f, "project_id", project_name=not f.restrictive)
+        if kind == "view":
+            return self._view_children(f, usage)
+        if kind == "project" and (f.expansion("owner") or not f.restrictive):
+            return [self._owner_child(f.expansion("owner"))]
+        if kind == "user" and ("domainName" in f.top or not f.restrictive):
+            return [Child("domain", fixed=('<domain name="local"/>', '{"name":"local"}'))]
+        if kind == "group":
+            return [
+                Child("domain", lambda g: f'<domain name="{esc(g.domain_name)}"/>', lambda g: {"name": g.domain_name})
+            ]
+        return []
+
+    def _owned_children(
+        self, f: Fields, project_of: str | Callable[[Any], str | None], project_name: bool, owner_first: bool = False
+    ) -> list[Child]:
+        """`<project/><owner/><tags/>` (views: owner first, as their XSD type says): all three by
+        default, only those named for restrictive fields."""
+        project = owner = tags = None
+        if f.expansion("project") or not f.restrictive:
+            project = self._project_child(f.expansion("project"), project_of, project_name)
+        if f.expansion("owner") or not f.restrictive:
+            owner = self._owner_child(f.expansion("owner"))
+        if "tags" in f.top or not f.restrictive:
+            tags = Child("tags", lambda item: tags_el(item.tags), lambda item: tags_json(item.tags))
+        ordered = (owner, project, tags) if owner_first else (project, owner, tags)
+        return [child for child in ordered if child is not None]
+
+    def _view_children(self, f: Fields, usage: bool) -> list[Child]:
+        children = []
+        wanted = f.expansion("workbook")
+        if wanted <= _ID and (wanted or not f.restrictive):
+            children.append(Child("workbook", ref="workbook_id"))
+        elif wanted:
+            def workbook_pairs(view: m.View) -> list[tuple[str, object]]:
+                return self._view_workbook_pairs(view, self.state.workbooks.get(view.workbook_id), wanted)
+
+            children.append(
+                Child("workbook", lambda v: el("workbook", workbook_pairs(v)), lambda v: json_attrs(workbook_pairs(v)))
+            )
+
+        def project_of(view: m.View) -> str | None:
+            wb = self.state.workbooks.get(view.workbook_id)
+            return wb.project_id if wb is not None else None
+
+        children += self._owned_children(f, project_of, project_name=False, owner_first=True)
+        if usage or "usage" in f.expansions:
+            children.append(
+                Child(
+                    "usage",
+                    lambda v: f'<usage totalViewCount="{v.total_view_count}"/>',
+                    lambda v: {"totalViewCount": str(v.total_view_count)},
+                )
+            )
+        return children
+
+    def _project_child(self, wanted: set[str], project_of: str | Callable[[Any], str | None], name: bool) -> Child:
+        """`project_of`: the field holding the item's project id, or a getter of it."""
+        if wanted <= _ID and not name:
+            return Child("project", ref=project_of)
+        if isinstance(project_of, str):
+            project_of = _get(project_of)
+
+        def as_xml(item: Any) -> str:
+            project_id = project_of(item)
+            return "" if project_id is None else self.project_ref(project_id, wanted, name=name)
+
+        def as_json(item: Any) -> dict | None:
+            project_id = project_of(item)
+            return None if project_id is None else self._project_ref_json(project_id, wanted, name=name)
+
+        return Child("project", as_xml, as_json)
+
+    def _owner_child(self, wanted: set[str]) -> Child:
+        if wanted <= _ID:  # the owner's id is the item's own `owner_id`: no user to look up
+            return Child("owner", ref="owner_id")
+        return Child(
+            "owner", lambda item: self.owner(item.owner_id, wanted), lambda item: self._owner_json(item.owner_id, wanted)
+        )
+
     # -- people -------------------------------------------------------------------------------
 
     def user_pairs(self, user: m.User) -> list[tuple[str, object]]:
-        return [
-            ("id", user.id),
-            ("name", user.name),
-            ("siteRole", user.site_role),
-            ("fullName", user.full_name),
-            ("email", user.email or None),
-            ("lastLogin", user.last_login),
-            ("authSetting", user.auth_setting),
-            ("locale", user.locale),
-        ]
+        return pairs(user, self.attributes["user"])
 
-    def user(self, user: m.User, f: Fields = DEFAULT_FIELDS, tag: str = "user") -> str:
+    def user(self, user: m.User, f: Fields = DEFAULT_FIELDS) -> str:
         if not f.restrictive:
             return (
-                f'<{tag} id="{user.id}" name="{esc(user.name)}" siteRole="{user.site_role}" '
+                f'<user id="{user.id}" name="{esc(user.name)}" siteRole="{user.site_role}" '
                 f'fullName="{esc(user.full_name)}"{_opt("email", user.email or None)}'
                 f'{_opt("lastLogin", user.last_login)} authSetting="{esc(user.auth_setting)}"'
-                f'{_opt("locale", user.locale)}><domain name="local"/></{tag}>'
+                f'{_opt("locale", user.locale)}><domain name="local"/></user>'
             )
-        pairs = _pick(self.user_pairs(user), f)
-        domain = "" if f.restrictive and "domainName" not in f.top else '<domain name="local"/>'
-        return el(tag, pairs, domain)
+        return self.shape("user", f).xml([user])
 
     def owner_pairs(self, owner_id: str, wanted: set[str], everything: bool = False) -> list[tuple[str, object]]:
         """`id`, plus the attributes an `owner.x` expansion (or `_all_`) asked for."""
@@ -104,17 +290,17 @@ class Renderer:
             return [("id", owner_id)]
         if not wanted and not everything:
             return [("id", user.id)]
-        pairs: list[tuple[str, object]] = [("id", user.id)]
+        found: list[tuple[str, object]] = [("id", user.id)]
         if everything:
             wanted = set(USER_ATTRS)
         for key, value in self.user_pairs(user)[1:]:
             if key in wanted:
-                pairs.append((key, value))
-        return pairs
+                found.append((key, value))
+        return found
 
     def owner(self, owner_id: str, wanted: set[str], everything: bool = False) -> str:
         user = self.state.users.get(owner_id)
-        if user is not None and not everything and wanted <= _NAME_EMAIL:
+        if user is not None and not everything and wanted <= _ID_NAME_EMAIL:
             # Fast path for list pages (what the access layer asks for), as an f-string.
             name = f' name="{esc(user.name)}"' if "name" in wanted else ""
             email = f' email="{esc(user.email)}"' if "email" in wanted and user.email else ""
@@ -122,16 +308,12 @@ class Renderer:
         return el("owner", self.owner_pairs(owner_id, wanted, everything))
 
     def group_pairs(self, group: m.Group) -> list[tuple[str, object]]:
-        return [
-            ("id", group.id),
-            ("name", group.name),
-            ("minimumSiteRole", group.minimum_site_role),
-            ("userCount", len(group.member_ids)),
-        ]
+        return pairs(group, self.attributes["group"])
 
     def group(self, group: m.Group, f: Fields = DEFAULT_FIELDS) -> str:
-        pairs = _pick(self.group_pairs(group), f)
-        return el("group", pairs, f'<domain name="{esc(group.domain_name)}"/>')
+        if f.restrictive:
+            return self.shape("group", f).xml([group])
+        return el("group", self.group_pairs(group), f'<domain name="{esc(group.domain_name)}"/>')
 
     # -- containers ---------------------------------------------------------------------------
 
@@ -152,74 +334,29 @@ class Renderer:
         self, project_id: str, wanted: set[str], everything: bool = False, name: bool = True
     ) -> str:
         project = self.state.projects.get(project_id)
-        if project is not None and not everything and wanted <= _NAME:
-            if name or wanted:
+        if project is not None and not everything and wanted <= _ID_NAME:
+            if name or "name" in wanted:
                 return f'<project id="{project.id}" name="{esc(project.name)}"/>'
             return f'<project id="{project.id}"/>'
         return el("project", self.project_ref_pairs(project_id, wanted, everything, name))
 
     def project_pairs(self, project: m.Project) -> list[tuple[str, object]]:
-        return [
-            ("id", project.id),
-            ("name", project.name),
-            ("description", project.description),
-            ("contentPermissions", project.content_permissions),
-            # Omitted for top-level projects: TSC's get_by_path tests `parent_id is None`.
-            ("parentProjectId", project.parent_id),
-            ("createdAt", project.created_at),
-            ("updatedAt", project.updated_at),
-            ("topLevelProject", project.parent_id is None),
-            ("writeable", True),
-        ]
+        return pairs(project, self.attributes["project"])
 
     def project(self, project: m.Project, f: Fields = DEFAULT_FIELDS) -> str:
-        pairs = _pick(self.project_pairs(project), f)
-        owner_wanted = f.expansion("owner")
-        child = ""
-        if not f.restrictive or owner_wanted:
-            child = self.owner(project.owner_id, owner_wanted, f.all)
-        return el("project", pairs, child)
+        if f.restrictive:
+            return self.shape("project", f).xml([project])
+        return el("project", self.project_pairs(project), self.owner(project.owner_id, f.expansion("owner"), f.all))
 
     # -- content ------------------------------------------------------------------------------
 
     def workbook_pairs(self, wb: m.Workbook) -> list[tuple[str, object]]:
-        return [
-            ("id", wb.id),
-            ("name", wb.name),
-            ("description", wb.description),
-            ("contentUrl", wb.content_url),
-            ("webpageUrl", f"{self.base_url}/#/site/{self.state.content_url}/workbooks/{wb.content_url}"),
-            ("showTabs", wb.show_tabs),
-            ("size", wb.size),
-            ("createdAt", wb.created_at),
-            ("updatedAt", wb.updated_at),
-            ("encryptExtracts", "false"),
-            ("defaultViewId", wb.view_ids[0] if wb.view_ids else None),
-            ("sheetCount", len(wb.view_ids)),
-            ("hasExtracts", wb.has_extracts),
-        ]
-
-    def _workbook_key(self, wb: m.Workbook, f: Fields, shape: str) -> tuple:
-        """Every value a default-shaped workbook item is rendered from (see `_remembered`)."""
-        project = self.state.projects.get(wb.project_id)
-        owner = self.state.users.get(wb.owner_id)
-        return (
-            shape, self.base_url, self.state.content_url,
-            f.all, frozenset(f.expansion("project")), frozenset(f.expansion("owner")),
-            wb.id, wb.name, wb.description, wb.content_url, wb.show_tabs, wb.size, wb.created_at,
-            wb.updated_at, wb.view_ids[0] if wb.view_ids else None, len(wb.view_ids), wb.has_extracts,
-            tuple(sorted(wb.tags)), wb.project_id, wb.owner_id,
-            (project.name, project.description) if project is not None else None,
-            (owner.name, owner.site_role, owner.full_name, owner.email, owner.last_login, owner.auth_setting,
-             owner.locale) if owner is not None else None,
-        )
+        return pairs(wb, self.attributes["workbook"])
 
     def workbook(self, wb: m.Workbook, f: Fields = DEFAULT_FIELDS, with_views: bool = False) -> str:
-        if not f.restrictive and not with_views:
-            return _remembered(self._workbook_key(wb, f, "xml"), lambda: self._workbook_fast(wb, f, False))
-        if not f.restrictive:
-            return self._workbook_fast(wb, f, with_views)
-        return self._workbook_generic(wb, f, with_views)
+        if f.restrictive:
+            return self.shape("workbook", f).xml([wb])
+        return self._workbook_fast(wb, f, with_views)
 
     def _workbook_fast(self, wb: m.Workbook, f: Fields, with_views: bool) -> str:
         # Fast path (1000-item pages): one f-string instead of the generic pair list.
@@ -241,46 +378,13 @@ class Renderer:
                 )
                 + "</views>"
             )
-        return (
-            head
-            + self.project_ref(wb.project_id, f.expansion("project"), f.all)
-            + self.owner(wb.owner_id, f.expansion("owner"), f.all)
-            + tags_el(wb.tags)
-            + views
-            + "</workbook>"
-        )
-
-    def _workbook_generic(self, wb: m.Workbook, f: Fields, with_views: bool) -> str:
-        pairs = _pick(self.workbook_pairs(wb), f)
-        parts = []
-        project_wanted, owner_wanted = f.expansion("project"), f.expansion("owner")
-        if not f.restrictive or project_wanted:
-            parts.append(self.project_ref(wb.project_id, project_wanted, f.all, name=not f.restrictive))
-        if not f.restrictive or owner_wanted:
-            parts.append(self.owner(wb.owner_id, owner_wanted, f.all))
-        if not f.restrictive or "tags" in f.top:
-            parts.append(tags_el(wb.tags))
-        if with_views:
-            parts.append(
-                "<views>"
-                + "".join(self.view_ref(self.state.views[v]) for v in wb.view_ids if v in self.state.views)
-                + "</views>"
-            )
-        return el("workbook", pairs, "".join(parts))
+        return head + self._content_refs(wb, wb.project_id, f) + views + "</workbook>"
 
     def view_ref(self, view: m.View) -> str:
         return el("view", [("id", view.id), ("name", view.name), ("contentUrl", view.content_url)])
 
     def view_pairs(self, view: m.View) -> list[tuple[str, object]]:
-        return [
-            ("id", view.id),
-            ("name", view.name),
-            ("contentUrl", view.content_url),
-            ("createdAt", view.created_at),
-            ("updatedAt", view.updated_at),
-            ("sheetType", view.sheet_type),
-            ("viewUrlName", view.view_url_name or None),
-        ]
+        return pairs(view, self.attributes["view"])
 
     @staticmethod
     def _view_workbook_pairs(view: m.View, wb: m.Workbook | None, wanted: set[str]) -> list[tuple[str, object]]:
@@ -293,90 +397,50 @@ class Renderer:
 
     def view(self, view: m.View, f: Fields = DEFAULT_FIELDS, usage: bool = False, nested: bool = True) -> str:
         if f.restrictive:
-            pairs = _pick(self.view_pairs(view), f)
-            head = el("view", pairs)[:-2] + ">"
-        else:
-            head = (
-                f'<view id="{view.id}" name="{esc(view.name)}" contentUrl="{esc(view.content_url)}" '
-                f'createdAt="{dt(view.created_at)}" updatedAt="{dt(view.updated_at)}" '
-                f'sheetType="{esc(view.sheet_type)}"{_opt("viewUrlName", view.view_url_name or None)}>'
-            )
+            return self.shape("view", f, usage).xml([view])
+        head = (
+            f'<view id="{view.id}" name="{esc(view.name)}" contentUrl="{esc(view.content_url)}" '
+            f'createdAt="{dt(view.created_at)}" updatedAt="{dt(view.updated_at)}" '
+            f'sheetType="{esc(view.sheet_type)}"{_opt("viewUrlName", view.view_url_name or None)}>'
+        )
         parts = []
         if nested:
             wb = self.state.workbooks.get(view.workbook_id)
-            wb_wanted = f.expansion("workbook")
-            if not f.restrictive or wb_wanted:
-                if f.all and wb is not None:
-                    parts.append(self.workbook(wb))
-                else:
-                    parts.append(el("workbook", self._view_workbook_pairs(view, wb, wb_wanted)))
-            owner_wanted = f.expansion("owner")
-            if not f.restrictive or owner_wanted:
-                parts.append(self.owner(view.owner_id, owner_wanted, f.all))
-            project_wanted = f.expansion("project")
-            if (not f.restrictive or project_wanted) and wb is not None:
-                parts.append(self.project_ref(wb.project_id, project_wanted, f.all, name=False))
-            if not f.restrictive or "tags" in f.top:
-                parts.append(tags_el(view.tags))
+            if f.all and wb is not None:
+                parts.append(self.workbook(wb))
+            else:
+                parts.append(el("workbook", self._view_workbook_pairs(view, wb, f.expansion("workbook"))))
+            parts.append(self.owner(view.owner_id, f.expansion("owner"), f.all))
+            if wb is not None:
+                parts.append(self.project_ref(wb.project_id, f.expansion("project"), f.all, name=False))
+            parts.append(tags_el(view.tags))
         if usage or f.all or "usage" in f.expansions:
             parts.append(f'<usage totalViewCount="{view.total_view_count}"/>')
         return head + "".join(parts) + "</view>"
 
     def datasource_pairs(self, ds: m.Datasource) -> list[tuple[str, object]]:
-        return [
-            ("id", ds.id),
-            ("name", ds.name),
-            ("description", ds.description),
-            ("contentUrl", ds.content_url),
-            ("type", ds.type),
-            ("size", ds.size),
-            ("createdAt", ds.created_at),
-            ("updatedAt", ds.updated_at),
-            ("encryptExtracts", str(ds.encrypt_extracts).lower()),
-            ("hasExtracts", ds.has_extracts),
-            ("isCertified", ds.is_certified),
-            ("certificationNote", ds.certification_note or None),
-            ("useRemoteQueryAgent", False),
-            (
-                "webpageUrl",
-                f"{self.base_url}/#/site/{self.state.content_url}/datasources/{ds.content_url}",
-            ),
-        ]
+        return pairs(ds, self.attributes["datasource"])
 
     def datasource(self, ds: m.Datasource, f: Fields = DEFAULT_FIELDS) -> str:
-        pairs = _pick(self.datasource_pairs(ds), f)
-        parts = []
-        project_wanted, owner_wanted = f.expansion("project"), f.expansion("owner")
-        if not f.restrictive or project_wanted:
-            parts.append(self.project_ref(ds.project_id, project_wanted, f.all, name=not f.restrictive))
-        if not f.restrictive or owner_wanted:
-            parts.append(self.owner(ds.owner_id, owner_wanted, f.all))
-        if not f.restrictive or "tags" in f.top:
-            parts.append(tags_el(ds.tags))
-        return el("datasource", pairs, "".join(parts))
+        if f.restrictive:
+            return self.shape("datasource", f).xml([ds])
+        return el("datasource", self.datasource_pairs(ds), self._content_refs(ds, ds.project_id, f))
 
     def flow_pairs(self, flow: m.Flow) -> list[tuple[str, object]]:
-        return [
-            ("id", flow.id),
-            ("name", flow.name),
-            ("description", flow.description),
-            ("createdAt", flow.created_at),
-            ("updatedAt", flow.updated_at),
-            ("fileType", "tflx"),
-            ("webpageUrl", f"{self.base_url}/#/site/{self.state.content_url}/flows/{flow.id}"),
-        ]
+        return pairs(flow, self.attributes["flow"])
 
     def flow(self, flow: m.Flow, f: Fields = DEFAULT_FIELDS) -> str:
-        pairs = _pick(self.flow_pairs(flow), f)
-        parts = []
-        project_wanted, owner_wanted = f.expansion("project"), f.expansion("owner")
-        if not f.restrictive or project_wanted:
-            parts.append(self.project_ref(flow.project_id, project_wanted, f.all, name=not f.restrictive))
-        if not f.restrictive or owner_wanted:
-            parts.append(self.owner(flow.owner_id, owner_wanted, f.all))
-        if not f.restrictive or "tags" in f.top:
-            parts.append(tags_el(flow.tags))
-        return el("flow", pairs, "".join(parts))
+        if f.restrictive:
+            return self.shape("flow", f).xml([flow])
+        return el("flow", self.flow_pairs(flow), self._content_refs(flow, flow.project_id, f))
+
+    def _content_refs(self, item: m.Workbook | m.Datasource | m.Flow, project_id: str, f: Fields) -> str:
+        """The default `<project id name/><owner id/><tags/>` of an owned item, plus the expansions asked for."""
+        return (
+            self.project_ref(project_id, f.expansion("project"), f.all)
+            + self.owner(item.owner_id, f.expansion("owner"), f.all)
+            + tags_el(item.tags)
+        )
 
     def connection(self, conn: m.Connection) -> str:
         child = ""
@@ -480,45 +544,22 @@ class Renderer:
         return el("job", pairs, body)
 
     def background_job_pairs(self, job: m.Job) -> list[tuple[str, object]]:
-        title = {"run_flow": "Run Flow", "increment_extracts": "Increment Extracts"}.get(
-            job.job_type, "Refresh Extracts"
-        )
-        return [
-            ("id", job.id),
-            ("status", job.status),
-            ("createdAt", job.created_at),
-            ("startedAt", job.started_at),
-            ("endedAt", job.completed_at),
-            ("priority", job.priority),
-            ("jobType", job.job_type),
-            ("title", title),
-            ("subtitle", job.target_name),
-        ]
+        return pairs(job, self.attributes["background_job"])
 
     def background_job(self, job: m.Job, f: Fields = DEFAULT_FIELDS) -> str:
-        pairs = _pick(self.background_job_pairs(job), f)
-        return el("backgroundJob", pairs)
+        if f.restrictive:
+            return self.shape("background_job", f).xml([job])
+        return el("backgroundJob", self.background_job_pairs(job))
 
-    # -- JSON list items ---------------------------------------------------------------------------
-    # The default shapes (plus `owner.x` / `project.x` / `workbook.x` expansions) rendered straight to
-    # Tableau's JSON: no escaping and no XML to map, from the same attribute pairs as the XML above.
-    # Pages with restrictive `fields` or `_all_` are mapped from their XML (`json_for`).
-
-    @staticmethod
-    def json_for(
-        f: Fields, render_json: Callable[..., dict], flat: bool = False, **options: object
-    ) -> Callable[[object], dict] | None:
-        """`Call.page`'s JSON renderer for these fields: None (map the XML) for restrictive fields or,
-        unless the item is `flat` (users, groups, jobs: `_all_` renders them as the default), `_all_`."""
-        if f.restrictive or (f.all and not flat):
-            return None
-        return lambda item: render_json(item, f, **options)
+    # -- JSON children ----------------------------------------------------------------------------
+    # The JSON of the `<owner>` and `<project>` references above (Tableau's mapping, `jsonout`), for
+    # the list page `Shape`s.
 
     def _owner_json(self, owner_id: str, wanted: set[str]) -> dict:
         user = self.state.users.get(owner_id)
         if user is None or not wanted:
             return {"id": owner_id}
-        if wanted <= _NAME_EMAIL:  # what the access layer asks for: skip the generic pair walk
+        if wanted <= _ID_NAME_EMAIL:  # what the access layer asks for: skip the generic pair walk
             found = {"id": user.id}
             if "name" in wanted:
                 found["name"] = user.name
@@ -529,90 +570,9 @@ class Renderer:
 
     def _project_ref_json(self, project_id: str, wanted: set[str], name: bool) -> dict:
         project = self.state.projects.get(project_id)
-        if project is not None and wanted <= _NAME:
-            return {"id": project.id, "name": project.name} if name or wanted else {"id": project.id}
+        if project is not None and wanted <= _ID_NAME:
+            return {"id": project.id, "name": project.name} if name or "name" in wanted else {"id": project.id}
         return json_attrs(self.project_ref_pairs(project_id, wanted, name=name))
-
-    def _owned_json(self, item: object, found: dict, project_id: str | None, f: Fields,
-                    project_name: bool = True) -> dict:
-        if project_id is not None:
-            found["project"] = self._project_ref_json(project_id, f.expansion("project"), project_name)
-        found["owner"] = self._owner_json(item.owner_id, f.expansion("owner"))  # type: ignore[attr-defined]
-        found["tags"] = tags_json(item.tags)  # type: ignore[attr-defined]
-        return found
-
-    def workbook_json(self, wb: m.Workbook, f: Fields = DEFAULT_FIELDS) -> orjson.Fragment:
-        # Remembered already serialised: a page of them is dumped without walking 1000 dicts again.
-        return _remembered(
-            self._workbook_key(wb, f, "json"), lambda: orjson.Fragment(orjson.dumps(self._workbook_json(wb, f)))
-        )
-
-    def _workbook_json(self, wb: m.Workbook, f: Fields) -> dict:
-        # Fast path, like the XML one: a dict literal instead of the pair list (1000-item pages).
-        found = {
-            "id": wb.id,
-            "name": wb.name,
-            "description": wb.description,
-            "contentUrl": wb.content_url,
-            "webpageUrl": f"{self.base_url}/#/site/{self.state.content_url}/workbooks/{wb.content_url}",
-            "showTabs": _b(wb.show_tabs),
-            "size": str(wb.size),
-            "createdAt": dt(wb.created_at),
-            "updatedAt": dt(wb.updated_at),
-            "encryptExtracts": "false",
-            "sheetCount": str(len(wb.view_ids)),
-            "hasExtracts": _b(wb.has_extracts),
-        }
-        if wb.view_ids:
-            found["defaultViewId"] = wb.view_ids[0]
-        return self._owned_json(wb, found, wb.project_id, f)
-
-    def datasource_json(self, ds: m.Datasource, f: Fields = DEFAULT_FIELDS) -> dict:
-        return self._owned_json(ds, json_attrs(self.datasource_pairs(ds)), ds.project_id, f)
-
-    def flow_json(self, flow: m.Flow, f: Fields = DEFAULT_FIELDS) -> dict:
-        return self._owned_json(flow, json_attrs(self.flow_pairs(flow)), flow.project_id, f)
-
-    def view_json(self, view: m.View, f: Fields = DEFAULT_FIELDS, usage: bool = False) -> dict:
-        wb = self.state.workbooks.get(view.workbook_id)
-        found = self._owned_json(
-            view, json_attrs(self.view_pairs(view)), wb.project_id if wb else None, f, project_name=False
-        )
-        found["workbook"] = json_attrs(self._view_workbook_pairs(view, wb, f.expansion("workbook")))
-        if usage or "usage" in f.expansions:
-            found["usage"] = {"totalViewCount": str(view.total_view_count)}
-        return found
-
-    def project_json(self, project: m.Project, f: Fields = DEFAULT_FIELDS) -> dict:
-        found = json_attrs(self.project_pairs(project))
-        found["owner"] = self._owner_json(project.owner_id, f.expansion("owner"))
-        return found
-
-    def user_json(self, user: m.User, f: Fields = DEFAULT_FIELDS) -> dict:
-        # Fast path, like the XML one (users come in pages of 1000 with `_all_`).
-        found = {
-            "id": user.id,
-            "name": user.name,
-            "siteRole": user.site_role,
-            "fullName": user.full_name,
-            "authSetting": str(user.auth_setting),
-            "domain": {"name": "local"},
-        }
-        if user.email:
-            found["email"] = user.email
-        if user.last_login is not None:
-            found["lastLogin"] = dt(user.last_login)
-        if user.locale is not None:
-            found["locale"] = user.locale
-        return found
-
-    def group_json(self, group: m.Group, f: Fields = DEFAULT_FIELDS) -> dict:
-        found = json_attrs(self.group_pairs(group))
-        found["domain"] = {"name": group.domain_name}
-        return found
-
-    def background_job_json(self, job: m.Job, f: Fields = DEFAULT_FIELDS) -> dict:
-        return json_attrs(self.background_job_pairs(job))
 
     # -- permissions --------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from . import model as m
 from .errors import ApiError, bad_request
 from .jsonout import json_to_element
 from .query import Fields, FieldTable, first, select
-from .render import Renderer
+from .render import Renderer, Rows
 
 if TYPE_CHECKING:
     from .app import Emulator
@@ -141,19 +141,19 @@ class Call:
         render_one: Callable[[object], str],
         render_json: Callable[[object], dict] | None = None,
     ) -> Reply:
-        """The shared paged-list answer: `<pagination/>` plus one list element.
+        """The shared paged-list answer: `<pagination/>` plus one list element, from renderers of one
+        item; without `render_json` a JSON request gets the XML page mapped by `jsonout`."""
+        return self.page_rows(items, table, list_tag, Rows.each(render_one, render_json))
 
-        `render_json` renders one item as Tableau's JSON object; without it a JSON request gets the
-        XML page mapped by `jsonout` (correct, but several times slower on big pages).
-        """
+    def page_rows(self, items, table: FieldTable, list_tag: str, rows: Rows) -> Reply:
+        """`page` with renderers of the whole page (`Renderer.list_rows`)."""
         chosen, paging, total = select(items, self.query, table)
-        if self.wants_json and render_json is not None:
+        if self.wants_json and rows.json is not None:
             pagination = {"pageNumber": str(paging.number), "pageSize": str(paging.size), "totalAvailable": str(total)}
-            rows = [render_json(item) for item in chosen]
-            return Reply(200, json={"pagination": pagination, list_tag: {list_tag[:-1]: rows} if rows else {}})
-        rows = "".join(render_one(item) for item in chosen)
+            found = {list_tag[:-1]: rows.json(chosen)} if chosen else {}
+            return Reply(200, json={"pagination": pagination, list_tag: found})
         return Reply(
             200,
             f'<pagination pageNumber="{paging.number}" pageSize="{paging.size}" totalAvailable="{total}"/>'
-            f"<{list_tag}>{rows}</{list_tag}>",
+            f"<{list_tag}>{rows.xml(chosen)}</{list_tag}>",
         )

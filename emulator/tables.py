@@ -45,7 +45,7 @@ def workbooks(state: m.SiteState) -> dict[str, FieldDef]:
         "createdAt": FieldDef(attrgetter("created_at"), "datetime", CMP),
         "updatedAt": FieldDef(attrgetter("updated_at"), "datetime", CMP),
         "favoritesTotal": FieldDef(lambda w: 0, "int", CMP),
-        "sheetCount": FieldDef(lambda w: len(w.view_ids), "int", CMP),
+        "sheetCount": FieldDef(lambda w: len(w.view_ids), "int", CMP, volatile=True),
         "size": FieldDef(attrgetter("size"), "int", CMP),
         "subscriptionsTotal": FieldDef(lambda w: 0, "int", CMP),
         "contentUrl": FieldDef(attrgetter("content_url")),
@@ -79,6 +79,7 @@ def views(state: m.SiteState) -> dict[str, FieldDef]:
             ),
             "int",
             CMP,
+            volatile=True,
         ),
         "caption": FieldDef(attrgetter("name")),
         "contentUrl": FieldDef(attrgetter("content_url")),
@@ -162,7 +163,7 @@ def groups(state: m.SiteState) -> dict[str, FieldDef]:
         "name": FieldDef(attrgetter("name"), ops=NAME_OPS),
         "isLocal": FieldDef(lambda g: g.domain_name == "local", "bool", EQ),
         "isExternalUserEnabled": FieldDef(lambda g: False, "bool", EQ),
-        "userCount": FieldDef(lambda g: len(g.member_ids), "int", CMP),
+        "userCount": FieldDef(lambda g: len(g.member_ids), "int", CMP, volatile=True),
     }
 
 

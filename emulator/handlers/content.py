@@ -71,7 +71,7 @@ def lookup(call: Call, resource: str, item_id: str) -> Any:
 def listable(call: Call, resource: str, items: Any = None) -> list[Any]:
     """What a list of `resource` selects from: only what the signed-in user may view (totals count these)."""
     collection = KINDS[resource][0]
-    return visible(call.state, call.actor, resource, getattr(call.state, collection).values() if items is None else items)
+    return visible(call.state, call.actor, resource, getattr(call.state, collection) if items is None else items)
 
 
 def project_of(state: m.SiteState, resource: str, item: Any) -> str | None:
@@ -99,12 +99,11 @@ def require_item_change(call: Call, resource: str, item: Any, capability: str = 
 @route("GET", "/sites/{site}/workbooks")
 def list_workbooks(call: Call) -> Reply:
     f, render = call.fields(WORKBOOK_ATTRS), call.render
-    return call.page(
+    return call.page_rows(
         listable(call, "workbooks"),
         tables.workbooks(call.state),
         "workbooks",
-        lambda wb: render.workbook(wb, f),
-        render.json_for(f, render.workbook_json),
+        render.list_rows("workbook", f),
     )
 
 
@@ -165,12 +164,11 @@ def refresh_workbook(call: Call) -> Reply:
 @route("GET", "/sites/{site}/datasources")
 def list_datasources(call: Call) -> Reply:
     f, render = call.fields(DATASOURCE_ATTRS), call.render
-    return call.page(
+    return call.page_rows(
         listable(call, "datasources"),
         tables.datasources(call.state),
         "datasources",
-        lambda ds: render.datasource(ds, f),
-        render.json_for(f, render.datasource_json),
+        render.list_rows("datasource", f),
     )
 
 
@@ -223,12 +221,11 @@ def refresh_datasource(call: Call) -> Reply:
 def list_views(call: Call) -> Reply:
     f, render = call.fields(VIEW_ATTRS), call.render
     usage = flag(call.query, "includeUsageStatistics")
-    return call.page(
+    return call.page_rows(
         listable(call, "views"),
         tables.views(call.state),
         "views",
-        lambda v: render.view(v, f, usage=usage),
-        render.json_for(f, render.view_json, usage=usage),
+        render.list_rows("view", f, usage=usage),
     )
 
 
@@ -241,12 +238,11 @@ def get_view(call: Call) -> Reply:
 @route("GET", "/sites/{site}/flows")
 def list_flows(call: Call) -> Reply:
     f, render = call.fields(FLOW_ATTRS), call.render
-    return call.page(
+    return call.page_rows(
         listable(call, "flows"),
         tables.flows(call.state),
         "flows",
-        lambda fl: render.flow(fl, f),
-        render.json_for(f, render.flow_json),
+        render.list_rows("flow", f),
     )
 
 

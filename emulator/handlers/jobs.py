@@ -25,12 +25,11 @@ def get_job(call: Call) -> m.Job:
 @route("GET", "/sites/{site}/jobs")
 def list_jobs(call: Call) -> Reply:
     f, render = call.fields(JOB_ATTRS), call.render
-    return call.page(
+    return call.page_rows(
         call.state.jobs.values(),
         tables.jobs(call.state),
         "backgroundJobs",
-        lambda j: render.background_job(j, f),
-        render.json_for(f, render.background_job_json, flat=True),
+        render.list_rows("background_job", f),
     )
 
 

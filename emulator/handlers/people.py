@@ -70,12 +70,11 @@ def _site_role(value: str | None) -> str:
 @route("GET", "/sites/{site}/users")
 def list_users(call: Call) -> Reply:
     f, render = call.fields(USER_ATTRS), call.render
-    return call.page(
-        call.state.users.values(),
+    return call.page_rows(
+        call.state.users.listing(),
         tables.users(call.state),
         "users",
-        lambda u: render.user(u, f),
-        render.json_for(f, render.user_json, flat=True),
+        render.list_rows("user", f),
     )
 
 
@@ -189,12 +188,11 @@ def user_workbooks(call: Call) -> Reply:
     items = listable(call, "workbooks")
     if flag(call.query, "ownedBy"):
         items = [wb for wb in items if wb.owner_id == user.id]
-    return call.page(
+    return call.page_rows(
         items,
         tables.workbooks(call.state),
         "workbooks",
-        lambda wb: render.workbook(wb, f),
-        render.json_for(f, render.workbook_json),
+        render.list_rows("workbook", f),
     )
 
 
@@ -204,12 +202,11 @@ def user_workbooks(call: Call) -> Reply:
 @route("GET", "/sites/{site}/groups")
 def list_groups(call: Call) -> Reply:
     f, render = call.fields(GROUP_ATTRS), call.render
-    return call.page(
+    return call.page_rows(
         call.state.groups.values(),
         tables.groups(call.state),
         "groups",
-        lambda g: render.group(g, f),
-        render.json_for(f, render.group_json, flat=True),
+        render.list_rows("group", f),
     )
 
 

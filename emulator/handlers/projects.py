@@ -34,12 +34,11 @@ def get_project(call: Call, project_id: str) -> m.Project:
 def list_projects(call: Call) -> Reply:
     f = call.fields(PROJECT_ATTRS)
     render = call.render
-    return call.page(
-        visible(call.state, call.actor, "projects", call.state.projects.values()),
+    return call.page_rows(
+        visible(call.state, call.actor, "projects", call.state.projects),
         tables.projects(call.state),
         "projects",
-        lambda p: render.project(p, f),
-        render.json_for(f, render.project_json),
+        render.list_rows("project", f),
     )
 
 
