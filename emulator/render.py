@@ -94,7 +94,7 @@ class Renderer:
                 *named,
                 Attr("siteRole", "site_role"),
                 Attr("fullName", "full_name"),
-                Attr("email", lambda u: u.email or None),
+                Attr("email", "email", blank_is_none=True),
                 Attr("lastLogin", "last_login", DATETIME),
                 Attr("authSetting", "auth_setting"),
                 Attr("locale", "locale"),

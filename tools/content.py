@@ -288,9 +288,11 @@ async def find_owners(ctx: ToolContext, args: FindOwnersInput) -> FindOwnersOutp
     query = args.model_dump(mode="json", exclude={"cursor", "limit"})
     offset = decode_cursor(args.cursor, query)
     kinds = OWNED_KINDS if args.kind == "all" else (args.kind,)
-    # The kinds and the user list are independent: fetch them side by side, not one after another.
+    # The kinds and the user list are independent: fetch them side by side, not one after another. Only the
+    # facts find_owners shows are listed (UserFacts), unless the owner filter reads the full users anyway.
+    users_of = ctx.tableau.users_by_id if args.owner else ctx.tableau.user_facts
     *selections, users = await gather(
-        *(partial(select_records, ctx, kind, args, lean=True) for kind in kinds), ctx.tableau.users_by_id
+        *(partial(select_records, ctx, kind, args, lean=True) for kind in kinds), users_of
     )
     # Counted in C without an object per item, and flags, examples and summaries worked out in full only
     # for the page shown: on 20,000 workbooks, per-item tuples and 2,600 validated summaries were most of

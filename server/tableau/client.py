@@ -55,7 +55,7 @@ from .errors import (
     short_id,
     translate,
 )
-from .parsing import content_page, group_page, owned_page, user_page
+from .parsing import content_page, group_page, owned_page, user_facts_page, user_page
 from .records import (
     CONTENT_KINDS,
     ContentKind,
@@ -72,6 +72,7 @@ from .records import (
     ServerInfo,
     SiteIdentity,
     TaskRecord,
+    UserFacts,
     UserRecord,
     listed_job,
 )
@@ -107,6 +108,9 @@ LEAN_KINDS = frozenset({"workbook", "view", "datasource"})
 # A stable order, so concurrently fetched pages of a site that is not changing never overlap.
 CONTENT_SORT: tuple[str, ...] = ("createdAt:asc", "name:asc")
 DIRECTORY_SORT: tuple[str, ...] = ("name:asc",)
+# Who a user is and whether they are active (UserFacts), listed explicitly: tableau-mcp found that some
+# sites leave lastLogin out of the default users reply (tableau-semantics §1.3).
+USER_FACT_FIELDS: tuple[str, ...] = ("id", "name", "fullName", "email", "siteRole", "lastLogin")
 JOB_SORT: tuple[str, ...] = ("createdAt:desc",)
 
 _ENDPOINTS = {
@@ -761,11 +765,13 @@ class TableauClient:
             return value
 
     def invalidate_caches(self, *keys: str) -> None:
-        """Forget cached projects/users/groups (all of them without arguments)."""
+        """Forget cached projects/users/groups (all of them without arguments); "users" covers user_facts too."""
         if not keys:
             self._cache.clear()
         for key in keys:
             self._cache.pop(key, None)
+            if key == "users":
+                self._cache.pop("user_facts", None)
 
     @staticmethod
     def _check_kind(kind: str, allowed: Sequence[str] = CONTENT_KINDS) -> None:
@@ -1049,6 +1055,27 @@ class TableauClient:
             return {u.id: u for u in await self.list_users()}
 
         return dict(await self._cached("users", load))
+
+    async def user_facts(self) -> dict[str, UserFacts | UserRecord]:
+        """Every user by id with name, full name, email, site role and last sign-in: the cached users while
+        they are fresh, else one listing of just those fields (`USER_FACT_FIELDS`, as tableau-mcp asks; `_all_`
+        is the more expensive path on Tableau's side) read into plain tuples, cached like the users."""
+        entry = self._cache.get("users")
+        if entry is not None and time.monotonic() - entry[0] < self.settings.cache_ttl:
+            return dict(entry[1])
+        server = self._tsc()
+
+        def fetch(number: int, size: int) -> tuple[list[UserFacts], Any]:
+            query = _Query(number, size, [], list(DIRECTORY_SORT), USER_FACT_FIELDS)
+            if self.list_format == "json":
+                return json_pages.user_facts_page(json_pages.get_json(server.users, server.users.baseurl, query))
+            return user_facts_page(server.users.get_request(server.users.baseurl, query).content)
+
+        async def load() -> dict[str, UserFacts]:
+            facts, _ = await self._paged(self._ctx("listing users"), fetch)
+            return {u.id: u for u in facts}
+
+        return dict(await self._cached("user_facts", load))
 
     async def list_groups(self, filters: Iterable[Filter] | None = None) -> list[GroupRecord]:
         """Groups (with user counts) matching `filters`; the unfiltered list is cached for cache_ttl."""

@@ -32,7 +32,7 @@ from tableauserverclient.server.endpoint.exceptions import (
 )
 
 from .parsing import Page, _child_values, _dt, _int, _item_values, _user_values, gc_paused
-from .records import ContentRecord, GroupRecord, JobRecord, OwnedRecord, UserRecord, listed_job
+from .records import ContentRecord, GroupRecord, JobRecord, OwnedRecord, UserFacts, UserRecord, listed_job
 
 R = TypeVar("R")
 
@@ -163,6 +163,19 @@ def _user(item: dict[str, Any]) -> UserRecord:
 
 def user_page(content: bytes) -> tuple[list[UserRecord], Page]:
     return _read_list(content, "users", "user", _user)
+
+
+def user_facts_page(content: bytes) -> tuple[list[UserFacts], Page]:
+    """UserFacts (`USER_FACT_FIELDS`) from one JSON `GET users` body; values must be strings, as Tableau sends."""
+
+    def build(item: dict[str, Any]) -> UserFacts:
+        return UserFacts(
+            _text(item.get("id", ""), "id"), _text(item.get("name", ""), "name"), _text(item.get("fullName"), "fullName"),
+            _text(item.get("email"), "email"), _text(item.get("siteRole"), "siteRole"),
+            _dt(_text(item.get("lastLogin"), "lastLogin")),
+        )
+
+    return _read_list(content, "users", "user", build)
 
 
 def _group(item: dict[str, Any]) -> GroupRecord:

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from xml.etree.ElementTree import ParseError
 from xml.parsers.expat import ExpatError, ParserCreate
 
-from .records import ContentRecord, GroupRecord, OwnedRecord, UserRecord, parse_utc
+from .records import ContentRecord, GroupRecord, OwnedRecord, UserFacts, UserRecord, parse_utc
 
 R = TypeVar("R")
 
@@ -192,6 +192,15 @@ def _user_child(tag: str, a: dict[str, str], values: dict[str, Any]) -> None:
 def user_page(content: bytes) -> tuple[list[UserRecord], Page]:
     """User records and pagination from one `GET users` body (several times cheaper than TSC's UserItem parser)."""
     return _read_list(content, "users", "user", _user_values, _user_child, lambda values: UserRecord(**values))
+
+
+def user_facts_page(content: bytes) -> tuple[list[UserFacts], Page]:
+    """UserFacts (`USER_FACT_FIELDS`) from one `GET users` body."""
+
+    def build(v: dict[str, Any]) -> UserFacts:
+        return UserFacts(v["id"], v["name"], v["full_name"], v["email"], v["site_role"], v["last_login"])
+
+    return _read_list(content, "users", "user", _user_values, _user_child, build)
 
 
 def _group_values(a: dict[str, str]) -> dict[str, Any]:

@@ -194,6 +194,18 @@ class UserRecord(_Record):
     locale: str | None = None
 
 
+class UserFacts(NamedTuple):
+    """Who a user is and whether they are active: what `USER_FACT_FIELDS` reads, for callers that look up
+    thousands of owners (find_owners). A plain tuple, with the attributes of UserRecord it carries."""
+
+    id: str
+    name: str
+    full_name: str | None
+    email: str | None
+    site_role: str | None
+    last_login: datetime | None
+
+
 class GroupRecord(_Record):
     id: str
     name: str

@@ -191,3 +191,29 @@ def test_a_lean_item_whose_values_are_not_strings_is_a_parse_error(item):
         owned_page("workbook", b'{"workbooks":{"workbook":[' + item + b"]}}")
     (record,), _ = owned_page("workbook", b'{"workbooks":{"workbook":[{"id":"x","name":"N","owner":{"id":"u"}}]}}')
     assert (record.id, record.name, record.owner_id, record.project_id, record.updated_at) == ("x", "N", "u", None, None)
+
+
+async def test_user_facts_match_the_full_users_and_reuse_them_while_fresh(emu):
+    """user_facts (find_owners) lists only USER_FACT_FIELDS into tuples, in both readers, with the same
+    facts as the full users; while the full users are cached it answers from them without a request."""
+    shared = ("id", "name", "full_name", "email", "site_role", "last_login")
+    for reader in ("xml", "json"):
+        emu.control.reset_request_log()
+        client = TableauClient(settings_for(emu, page_size=3, cache_ttl=60))
+        client.list_format = reader
+        async with client:
+            facts = await client.user_facts()
+            listed = [e for e in emu.request_log if e.path.endswith("/users")]
+            assert listed and all("fields=id%2Cname%2CfullName%2Cemail%2CsiteRole%2ClastLogin" in e.query
+                                  or "fields=id,name,fullName,email,siteRole,lastLogin" in e.query for e in listed)
+            assert {type(f).__name__ for f in facts.values()} == {"UserFacts"}
+            users = await client.users_by_id()
+            assert {i: tuple(getattr(f, a) for a in shared) for i, f in facts.items()} == {
+                i: tuple(getattr(u, a) for a in shared) for i, u in users.items()
+            }, reader
+            before = len(emu.request_log)
+            assert (await client.user_facts()) == users  # the fresh full users answer, no request
+            assert len(emu.request_log) == before
+            client.invalidate_caches("users")  # a write drops both
+            await client.user_facts()
+            assert len(emu.request_log) > before

@@ -101,6 +101,39 @@ def test_lean_reference_children_hold_only_ids(api, small_emulator):
         assert row["createdAt"] == wb.created_at.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+@pytest.mark.parametrize("json", [True, False])
+def test_a_kept_page_follows_every_change_to_what_it_shows(api, small_emulator, json):
+    """Pages of plain fields and ids are kept while the change stamp stands still (`Shape._kept`): an
+    attribute set, an insert and a delete each give the fresh page; shapes with computed values
+    (tags, list lengths) are never kept, so a tag added in place shows at once."""
+    state = small_emulator.state
+
+    def lean() -> dict[str, dict[str, str]]:
+        body = api.get("workbooks", json=json, fields=LEAN, sort="name:asc", pageSize=100)
+        if json:
+            return {row["id"]: {"name": row["name"], "owner": row["owner"]["id"]} for row in body.json()["workbooks"]["workbook"]}
+        return {i.get("id"): {"name": i.get("name"), "owner": i.find(f"{NS}owner").get("id")}
+                for i in _items(body.content, "workbook")}
+
+    first = lean()
+    assert lean() == first  # kept: the same answer
+    wb, other = sorted(state.workbooks.values(), key=lambda w: w.name)[:2]
+    wb.name = "Renamed in place"
+    assert lean()[wb.id]["name"] == "Renamed in place"
+    new_owner = next(u for u in state.users.values() if u.id != wb.owner_id)
+    wb.owner_id = new_owner.id
+    assert lean()[wb.id]["owner"] == new_owner.id
+    del state.workbooks[other.id]
+    assert other.id not in lean()
+    state.workbooks[other.id] = other
+    assert lean()[other.id]["name"] == other.name
+    api.get("workbooks", json=json, pageSize=100)  # the default shape (tags, sheetCount): never kept
+    wb.tags.add("added-in-place")
+    default = api.get("workbooks", json=True, pageSize=100).json()["workbooks"]["workbook"]
+    tags = next(row["tags"] for row in default if row["id"] == wb.id)
+    assert {"label": "added-in-place"} in tags["tag"]
+
+
 def test_fields_naming_nothing_known_give_the_default_shape(api):
     default = api.both("workbooks", sort="name:asc")
     for fields in ("bogus", "_,a,d,e,f,l,t,u"):  # the second: what TSC 0.42's QuerySet.fields() sends

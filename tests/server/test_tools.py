@@ -304,6 +304,16 @@ async def test_find_owners_of_all_kinds_lists_each_kind_once(steward: Steward) -
     # One page each on the demo site: the projects serve the tree and the project items alike.
     assert listed["projects"] == 1
     assert listed["workbooks"] == listed["datasources"] == listed["flows"] == 1
+    assert listed["users"] == 1  # USER_FACT_FIELDS only
     state = steward.state
     owned = len(state.workbooks) + len(state.datasources) + len(state.flows) + len(state.projects)
     assert body["total_items"] == owned
+    # With an owner filter the full users resolve the owner and serve the facts: still one users listing.
+    owner = max(state.users.values(), key=lambda u: sum(w.owner_id == u.id for w in state.workbooks.values()))
+    async with steward.client() as client:
+        mark = len(steward.emulator.request_log)
+        mine = structured(await client.call_tool("find_owners", {"owner": owner.name, "kind": "workbook"}))
+    users_pages = [e for e in steward.requests_since(mark) if e.method == "GET" and e.path.endswith("/users")]
+    assert len(users_pages) == 1 and "_all_" in users_pages[0].query
+    assert [o["user_id"] for o in mine["owners"]] == [owner.id]
+    assert mine["owners"][0]["email"] == owner.email and mine["owners"][0]["full_name"] == owner.full_name
