@@ -20,7 +20,8 @@ orjson refuses nesting deeper than 1024 levels, so neither size nor depth can ex
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from operator import itemgetter
 from typing import Any, TypeVar
 from xml.etree.ElementTree import ParseError
 
@@ -97,13 +98,31 @@ def _page(data: dict[str, Any]) -> Page:
 def _read_list(
     content: bytes, list_name: str, item_name: str, build: Callable[[dict[str, Any]], R]
 ) -> tuple[list[R], Page]:
+    return _read_rows(content, list_name, item_name, lambda items: [build(item) for item in items])
+
+
+def _read_rows(
+    content: bytes, list_name: str, item_name: str, build: Callable[[list[dict[str, Any]]], list[R]]
+) -> tuple[list[R], Page]:
+    """The page's items (the objects under `list_name.item_name`), built all at once by `build`."""
     with gc_paused():
         data = load(content)
         container = data.get(list_name)
         items = container.get(item_name) if isinstance(container, dict) else None
         if not isinstance(items, list):
             items = []
-        return [build(item) for item in items if isinstance(item, dict)], _page(data)
+        return build([item for item in items if type(item) is dict]), _page(data)
+
+
+_TEXT_TYPES = frozenset({str, type(None)})
+
+
+def _all_text(rows: list[tuple[Any, ...]], names: Sequence[str], first: int = 0) -> None:
+    """Refuse the page unless every value of these columns is a string or missing, as Tableau sends: the
+    tuples are not validated models, so the reader checks what a model would (each column in C)."""
+    for position, name in enumerate(names, first):
+        if not set(map(type, map(itemgetter(position), rows))) <= _TEXT_TYPES:
+            raise ParseError(f"the response's {name} is not a string; it was not read")
 
 
 def _child(item: dict[str, Any], name: str) -> dict[str, Any] | None:
@@ -128,29 +147,31 @@ def content_page(kind: str, content: bytes) -> tuple[list[ContentRecord], Page]:
     return _read_list(content, _LIST_NAMES[kind], kind, lambda item: _content(kind, item))
 
 
-def _text(value: Any, what: str) -> Any:
-    # Tableau's JSON carries every attribute as a string: anything else is a broken body, refused like one
-    # (a ContentRecord would refuse it by validation; an OwnedRecord is not validated).
-    if value is None or type(value) is str:
-        return value
-    raise ParseError(f"the response's {what} is not a string; it was not read")
-
-
-def _child_id(item: dict[str, Any], name: str) -> str | None:
-    value = item.get(name)
-    return _text(value.get("id"), f"{name} id") if isinstance(value, dict) else None
-
-
 def owned_page(kind: str, content: bytes) -> tuple[list[OwnedRecord], Page]:
-    """Lean records (`LEAN_FIELDS`: ids, name, times, project and owner ids) from one JSON list body."""
+    """Lean records (`LEAN_FIELDS`: ids, name, times, project and owner ids) from one JSON list body.
 
-    def build(item: dict[str, Any]) -> OwnedRecord:
-        return OwnedRecord(
-            kind, _text(item.get("id", ""), "id"), _text(item.get("name", ""), "name"), _child_id(item, "project"),
-            _child_id(item, "owner"), _text(item.get("updatedAt"), "updatedAt"),
-        )
+    Built as plain tuples in one loop and checked column by column afterwards: the reader's share of a
+    20,000-workbook listing is most of find_owners' client CPU."""
 
-    return _read_list(content, _LIST_NAMES[kind], kind, build)
+    def build(items: list[dict[str, Any]]) -> list[OwnedRecord]:
+        new, empty = tuple.__new__, _EMPTY
+        rows = [
+            new(OwnedRecord, (kind, item.get("id", ""), item.get("name", ""),
+                              _dict(item.get("project", empty)).get("id"), _dict(item.get("owner", empty)).get("id"),
+                              item.get("updatedAt"), ()))
+            for item in items
+        ]
+        _all_text(rows, ("id", "name", "project id", "owner id", "updatedAt"), first=1)
+        return rows
+
+    return _read_rows(content, _LIST_NAMES[kind], kind, build)
+
+
+_EMPTY: dict[str, Any] = {}
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if type(value) is dict else _EMPTY
 
 
 def _user(item: dict[str, Any]) -> UserRecord:
@@ -166,16 +187,19 @@ def user_page(content: bytes) -> tuple[list[UserRecord], Page]:
 
 
 def user_facts_page(content: bytes) -> tuple[list[UserFacts], Page]:
-    """UserFacts (`USER_FACT_FIELDS`) from one JSON `GET users` body; values must be strings, as Tableau sends."""
+    """UserFacts (`USER_FACT_FIELDS`) from one JSON `GET users` body, built and checked like owned_page."""
 
-    def build(item: dict[str, Any]) -> UserFacts:
-        return UserFacts(
-            _text(item.get("id", ""), "id"), _text(item.get("name", ""), "name"), _text(item.get("fullName"), "fullName"),
-            _text(item.get("email"), "email"), _text(item.get("siteRole"), "siteRole"),
-            _dt(_text(item.get("lastLogin"), "lastLogin")),
-        )
+    def build(items: list[dict[str, Any]]) -> list[UserFacts]:
+        new = tuple.__new__
+        rows = [
+            new(UserFacts, (item.get("id", ""), item.get("name", ""), item.get("fullName"), item.get("email"),
+                            item.get("siteRole"), item.get("lastLogin")))
+            for item in items
+        ]
+        _all_text(rows, ("id", "name", "fullName", "email", "siteRole", "lastLogin"))
+        return rows
 
-    return _read_list(content, "users", "user", build)
+    return _read_rows(content, "users", "user", build)
 
 
 def _group(item: dict[str, Any]) -> GroupRecord:

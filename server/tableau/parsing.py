@@ -197,10 +197,11 @@ def user_page(content: bytes) -> tuple[list[UserRecord], Page]:
 def user_facts_page(content: bytes) -> tuple[list[UserFacts], Page]:
     """UserFacts (`USER_FACT_FIELDS`) from one `GET users` body."""
 
-    def build(v: dict[str, Any]) -> UserFacts:
-        return UserFacts(v["id"], v["name"], v["full_name"], v["email"], v["site_role"], v["last_login"])
+    def values(a: dict[str, str]) -> tuple[Any, ...]:
+        return (a.get("id", ""), a.get("name", ""), a.get("fullName"), a.get("email"), a.get("siteRole"),
+                a.get("lastLogin"))
 
-    return _read_list(content, "users", "user", _user_values, _user_child, build)
+    return _read_list(content, "users", "user", values, lambda *_: None, lambda v: UserFacts(*v))
 
 
 def _group_values(a: dict[str, str]) -> dict[str, Any]:

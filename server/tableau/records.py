@@ -196,14 +196,19 @@ class UserRecord(_Record):
 
 class UserFacts(NamedTuple):
     """Who a user is and whether they are active: what `USER_FACT_FIELDS` reads, for callers that look up
-    thousands of owners (find_owners). A plain tuple, with the attributes of UserRecord it carries."""
+    thousands of owners (find_owners). A plain tuple, with the attributes of UserRecord it carries;
+    `last_login` is parsed from Tableau's text when read (most of a site's users are never looked at)."""
 
     id: str
     name: str
     full_name: str | None
     email: str | None
     site_role: str | None
-    last_login: datetime | None
+    last_login_text: str | None
+
+    @property
+    def last_login(self) -> datetime | None:
+        return parse_utc(self.last_login_text)
 
 
 class GroupRecord(_Record):

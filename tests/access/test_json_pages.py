@@ -217,3 +217,11 @@ async def test_user_facts_match_the_full_users_and_reuse_them_while_fresh(emu):
             client.invalidate_caches("users")  # a write drops both
             await client.user_facts()
             assert len(emu.request_log) > before
+
+
+@pytest.mark.parametrize("item", [b'{"id":"x","name":"N","lastLogin":5}', b'{"id":"x","name":["N"]}', b'{"id":null,"name":"N","siteRole":{}}'])
+def test_user_facts_whose_values_are_not_strings_are_a_parse_error(item):
+    from server.tableau.json_pages import user_facts_page
+
+    with pytest.raises(ParseError, match="is not a string"):
+        user_facts_page(b'{"users":{"user":[' + item + b"]}}")
