@@ -4,7 +4,7 @@
 
 1. **access layer**: `TableauClient.list_content("workbook")` + `project_tree()` (page 1, then the
    other pages concurrently, names via `fields`), 4 in flight, once with the client-side rate
-   limiter off (what the layer itself costs) and once with the shipped 10 req/s limiter; each
+   limiter off (what the layer itself costs) and once with the shipped 40,000 calls/hour budget; each
    through the shipped JSON reader (`json_pages.py`) and through the XML reader (`parsing.py`).
 2. **blog-post way**: `TSC.Pager(server.workbooks)` at TSC's default page size (100), then one
    `users.get_by_id` per distinct owner, and `TSC.Pager(server.projects)` for the project paths.
@@ -217,7 +217,7 @@ def access_layer_shipped(emu: _Emulator) -> tuple[float, int]:
 
 
 def access_layer_unlimited(emu: _Emulator) -> tuple[float, int]:
-    return _access_layer(emu, rate_limit=0)
+    return _access_layer(emu, rate_limit_per_hour=0)
 
 
 def access_layer_xml_shipped(emu: _Emulator) -> tuple[float, int]:
@@ -225,13 +225,13 @@ def access_layer_xml_shipped(emu: _Emulator) -> tuple[float, int]:
 
 
 def access_layer_xml_unlimited(emu: _Emulator) -> tuple[float, int]:
-    return _access_layer(emu, list_format="xml", rate_limit=0)
+    return _access_layer(emu, list_format="xml", rate_limit_per_hour=0)
 
 
 OURS = "access layer, 4 in flight, rate limiter off"
-SHIPPED = "access layer, shipped limits (4 in flight, 10 req/s)"
+SHIPPED = "access layer, shipped limits (4 in flight, 40,000 calls/hour)"
 XML_OURS = "access layer, XML reader, 4 in flight, rate limiter off"
-XML_SHIPPED = "access layer, XML reader, shipped limits (4 in flight, 10 req/s)"
+XML_SHIPPED = "access layer, XML reader, shipped limits (4 in flight, 40,000 calls/hour)"
 PAGER_1000 = "TSC.Pager, page size 1000 + fields"
 BLOG = "blog post: Pager(100) + users.get_by_id per owner"
 WAYS: dict[str, Callable[[_Emulator], tuple[float, int]]] = {
