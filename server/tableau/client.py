@@ -749,20 +749,24 @@ class TableauClient:
 
     async def _cached(self, key: str, load: Callable[[], Awaitable[T]], *, force: bool = False) -> T:
         """A TTL cache with single-flight loading (concurrent callers share one load)."""
-        ttl = self.settings.cache_ttl
-        entry = self._cache.get(key)
-        if not force and entry is not None and time.monotonic() - entry[0] < ttl:
+        entry = None if force else self._fresh(key)
+        if entry is not None:
             return entry[1]
         lock = self._cache_locks.setdefault(key, anyio.Lock())
         async with lock:
-            entry = self._cache.get(key)
-            if not force and entry is not None and time.monotonic() - entry[0] < ttl:
+            entry = None if force else self._fresh(key)
+            if entry is not None:
                 return entry[1]
             started = time.monotonic()
             value = await load()
-            if ttl > 0:
+            if self.settings.cache_ttl > 0:
                 self._cache[key] = (started, value)
             return value
+
+    def _fresh(self, key: str) -> tuple[float, Any] | None:
+        """The cache entry under `key` while it is younger than cache_ttl, else None."""
+        entry = self._cache.get(key)
+        return entry if entry is not None and time.monotonic() - entry[0] < self.settings.cache_ttl else None
 
     def invalidate_caches(self, *keys: str) -> None:
         """Forget cached projects/users/groups (all of them without arguments); "users" covers user_facts too."""
@@ -1060,9 +1064,9 @@ class TableauClient:
         """Every user by id with name, full name, email, site role and last sign-in: the cached users while
         they are fresh, else one listing of just those fields (`USER_FACT_FIELDS`, as tableau-mcp asks; `_all_`
         is the more expensive path on Tableau's side) read into plain tuples, cached like the users."""
-        entry = self._cache.get("users")
-        if entry is not None and time.monotonic() - entry[0] < self.settings.cache_ttl:
-            return dict(entry[1])
+        users = self._fresh("users")
+        if users is not None:
+            return dict(users[1])
         server = self._tsc()
 
         def fetch(number: int, size: int) -> tuple[list[UserFacts], Any]:
