@@ -45,7 +45,11 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import requests
+import requests.auth
+from requests.cookies import extract_cookies_to_jar
 from requests.models import PreparedRequest
+from requests.sessions import merge_setting
+from requests.structures import CaseInsensitiveDict
 
 from server.config import Settings
 
@@ -326,11 +330,25 @@ class Transport:
         return self._random.uniform(0, ceiling)
 
 
+# What TSC passes for a GET (plus the timeout and verify set below): such a request is sent by _send_get.
+_PLAIN_GET_KWARGS = frozenset({"params", "headers", "timeout", "verify", "allow_redirects"})
+
+
+class _NoNetrcAuth(requests.auth.AuthBase):
+    """Session auth that adds nothing. Tableau is signed in to by token; with no session auth set,
+    requests would look for the server in ~/.netrc on every request (two file lookups, each a
+    GIL hand-off) and send any password it found there to Tableau as Basic auth."""
+
+    def __call__(self, request: PreparedRequest) -> PreparedRequest:
+        return request
+
+
 class StewardSession(requests.Session):
     """A requests.Session whose `request()` applies the transport's limits, retries and observers."""
 
     def __init__(self, transport: Transport) -> None:
         super().__init__()
+        self.auth = _NoNetrcAuth()
         self._transport = transport
         self._environment: dict[tuple[Any, ...], dict[str, Any]] = {}
 
@@ -356,12 +374,17 @@ class StewardSession(requests.Session):
             kwargs["timeout"] = settings.request_timeout
         if kwargs.get("verify") is None:
             kwargs["verify"] = settings.verify
+        streamed = bool(kwargs.pop("stream", False))
 
         prepared = PreparedRequest()
         prepared.prepare_url(url, kwargs.get("params"))  # type: ignore[arg-type]
         parts = urlsplit(prepared.url or url)
         path, query = unquote(parts.path), scrub_query(parts.query)
         safe = is_retry_safe(method, path, kwargs.get("data"))
+        plain_get = (
+            method == "GET" and kwargs.keys() <= _PLAIN_GET_KWARGS and kwargs.get("allow_redirects") is False
+            and not self.params and not any(self.hooks.values())
+        )
         deadline = time.monotonic() + settings.retry_deadline
         operation_id = OPERATION_ID.get()
 
@@ -375,7 +398,12 @@ class StewardSession(requests.Session):
             started = time.perf_counter()
             generation = transport.slots.acquire()
             try:
-                response = super().request(method, url, **kwargs)  # type: ignore[arg-type]
+                if plain_get:
+                    response = self._send_get(prepared, kwargs)
+                else:
+                    response = super().request(method, url, stream=True, **kwargs)  # type: ignore[arg-type]
+                if not streamed:
+                    _read_whole(response)
             except requests.exceptions.RequestException as exc:
                 transport.slots.release(generation)
                 elapsed = (time.perf_counter() - started) * 1000
@@ -434,6 +462,31 @@ class StewardSession(requests.Session):
             response.close()
             time.sleep(delay)
 
+    def _send_get(self, prepared: PreparedRequest, kwargs: dict[str, Any]) -> requests.Response:
+        """A plain GET (TSC's list pages): the request Session.request would build, sent to the same adapter.
+
+        Session.request would prepare the URL a second time, look up ~/.netrc, merge hooks and walk
+        redirects that TSC turns off: about a third of a request's client CPU, every list page paying
+        it under the GIL (BENCHMARKS.md, issue 15). Headers, cookies (sent and kept), proxies, TLS
+        verification and client certificates are taken as Session.request takes them.
+        """
+        prepared.prepare_method("GET")
+        prepared.prepare_headers(merge_setting(kwargs.get("headers"), self.headers, dict_class=CaseInsensitiveDict))
+        if self.cookies:
+            prepared.prepare_cookies(self.cookies)
+        prepared.prepare_body(None, None)
+        prepared.prepare_auth(self.auth, prepared.url or "")
+        prepared.prepare_hooks({})
+        url = prepared.url or ""
+        settings = self.merge_environment_settings(url, {}, True, kwargs.get("verify"), None)
+        response = self.get_adapter(url).send(
+            prepared, stream=True, timeout=kwargs.get("timeout"), verify=settings["verify"], cert=settings["cert"],
+            proxies=settings["proxies"],
+        )
+        if response.headers.get("Set-Cookie"):
+            extract_cookies_to_jar(self.cookies, prepared, response.raw)
+        return response
+
     def _give_up(
         self, method: str, path: str, status: int, wait: float | None, attempts: int, *, retried: bool
     ) -> RateLimited | TableauUnavailable:
@@ -460,6 +513,22 @@ class StewardSession(requests.Session):
             status=status,
             retry_after=float(seconds) if seconds else None,
         )
+
+
+def _read_whole(response: requests.Response) -> None:
+    """Read the body in one read, not the 10 KB chunks `Response.content` reads it in.
+
+    Each chunk is a socket read that gives the GIL away and must win it back: while another thread
+    parses a page, every chunk waits out a switch interval (5 ms), so a 220 KB list page read in 22
+    chunks took 2-3x as long as the same page read at once (BENCHMARKS.md, issue 15). `iter_content`
+    maps urllib3's errors to requests' as `content` does; `_content` is where `content` keeps the body
+    it has read (requests has no public setter, and has kept that attribute since 1.0).
+    """
+    try:
+        response._content = b"".join(response.iter_content(None))
+    except BaseException:
+        response.close()
+        raise
 
 
 def _text(response: requests.Response) -> str:
