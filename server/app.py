@@ -19,6 +19,7 @@ from server.arguments import ArgumentError, parse_arguments
 from server.heap import tune_collector
 from server.pipeline import CallPipeline, Services, result_model_for
 from server.resources import prompt_arguments_middleware, register_resources_and_prompts
+from server.schemas import nullable_as_type_list
 from server.toolkit import ToolSpec
 
 INSTRUCTIONS = """\
@@ -97,6 +98,7 @@ def _tool(spec: ToolSpec, pipeline: CallPipeline) -> Tool:
     )
     tool.parameters["additionalProperties"] = False
     tool.fn_metadata.arg_model = _RawArguments
+    tool.fn_metadata.output_schema = nullable_as_type_list(tool.fn_metadata.output_schema)
     return tool
 
 
