@@ -110,8 +110,8 @@ class Renderer:
                 # Omitted for top-level projects: TSC's get_by_path tests `parent_id is None`.
                 Attr("parentProjectId", "parent_id"),
                 *created_updated,
-                Attr("topLevelProject", lambda p: p.parent_id is None, BOOL),
-                Attr("writeable", lambda p: True, BOOL),
+                Attr("topLevelProject", lambda p: p.parent_id is None, BOOL, plain_getter=True),
+                Attr("writeable", lambda p: True, BOOL, plain_getter=True),
             ),
             "workbook": (
                 *described,

@@ -45,6 +45,9 @@ class Attr:
     get: str | Callable[[Any], Any]
     kind: str = TEXT
     blank_is_none: bool = False  # an empty value is left out, like None (a user without an email)
+    # A getter that reads only the item's own plain fields (or none), so the change stamp sees every
+    # change to its value: a page showing it can be kept like one of plain fields.
+    plain_getter: bool = False
 
     def read(self, item: Any) -> Any:
         value = getattr(item, self.get) if isinstance(self.get, str) else self.get(item)
@@ -125,13 +128,15 @@ class Shape:
         self.tag = tag
         self.attrs = attrs
         self.children = children
-        # A page is kept (`_kept`) only when everything it shows is a plain field or an id reference: what
-        # the model's change stamp sees. Computed values (URLs, lengths of lists changed in place, tags) are
-        # never kept.
-        self._keepable = all(isinstance(a.get, str) for a in attrs) and all(
+        # A page is kept (`_kept`) only when everything it shows is a plain field, an id reference or a value
+        # worked out from the item's own plain fields: what the model's change stamp sees. Other computed
+        # values (URLs, lengths of lists changed in place, tags) are never kept.
+        self._keepable = all(isinstance(a.get, str) or a.plain_getter for a in attrs) and all(
             isinstance(c.ref, str) or c.fixed is not None for c in children
         )
-        self._signature = (tag, tuple((a.name, a.get, a.kind) for a in attrs),
+        # A plain getter is named by its attribute (a Renderer, and its getters, is made per request).
+        self._signature = (tag, tuple((a.name, a.get if isinstance(a.get, str) else a.plain_getter, a.kind)
+                                      for a in attrs),
                            tuple((c.name, c.ref, c.fixed) for c in children))
         inner = "{}" * len(children)
         self._row = f"<{tag}" + "{}" * len(attrs) + (f">{inner}</{tag}>" if children else "/>")

@@ -318,3 +318,29 @@ def test_copied_and_pickled_sites_keep_stamped_collections():
         before = m.stamp(m.Workbook)
         next(iter(other.workbooks.values())).name = "changed"
         assert m.stamp(m.Workbook) != before
+
+
+@pytest.mark.parametrize("json", [True, False])
+def test_a_kept_projects_page_follows_a_move_and_a_rename(api, small_emulator, json):
+    """The default projects page is kept (its computed values, topLevelProject and writeable, read only the
+    project's own fields): moving a project under another, or back to the top, and renaming it show at once."""
+    state = small_emulator.state
+
+    def projects() -> dict[str, tuple[str, str | None, str]]:
+        body = api.get("projects", json=json, pageSize=1000)
+        if json:
+            rows = body.json()["projects"]["project"]
+            return {r["id"]: (r["name"], r.get("parentProjectId"), r["topLevelProject"]) for r in rows}
+        return {i.get("id"): (i.get("name"), i.get("parentProjectId"), i.get("topLevelProject"))
+                for i in _items(body.content, "project")}
+
+    first = projects()
+    assert projects() == first
+    top, other = [p for p in state.projects.values() if p.parent_id is None][:2]
+    assert first[top.id][1:] == (None, "true")
+    top.parent_id = other.id
+    assert projects()[top.id][1:] == (other.id, "false")
+    top.name = "Moved and renamed"
+    assert projects()[top.id] == ("Moved and renamed", other.id, "false")
+    top.parent_id = None
+    assert projects()[top.id][1:] == (None, "true")
