@@ -5,11 +5,15 @@ dicts around them) that reference counting frees on its own. CPython's default c
 young collection every 700 container allocations and a full one whenever survivors grow by a
 quarter, and each full one walks every object alive, the ~150,000 of the loaded modules, schemas
 and registry included. On `find_owners` over 20,000 workbooks that was 150-300 ms of collections a
-call, against 30-50 ms after this tuning (BENCHMARKS.md, issue 15).
+call.
 
 So, once, when the first server is built: collect, then `gc.freeze()` what start-up left alive
-(never garbage, now never walked again), and raise the young threshold so collections come in
-fewer, larger batches. Cycles are still collected; they only wait a little longer.
+(never garbage, now never walked again), and raise the young threshold above what one large call
+holds at its peak. The count a young collection waits for is allocations less deallocations, and
+a call's records are freed when it ends: `find_owners` over 20,000 workbooks holds about 40,000
+(its records are tuple subclasses, which the collector never untracks), so at 20,000 it still ran
+one or two young collections a call, 8-34 ms each, at 100,000 none (BENCHMARKS.md, issue 15).
+Cycles are still collected; they only wait a little longer.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 import gc
 import threading
 
-YOUNG_THRESHOLD = 20_000
+YOUNG_THRESHOLD = 100_000
 
 _lock = threading.Lock()
 _tuned = False
