@@ -8,8 +8,8 @@ The cases take turns within every round, so load on a shared machine hits them a
 lean workbooks page `find_owners` reads (the access layer's `LEAN_FIELDS`, sorted by its
 `CONTENT_SORT`, createdAt then name) and the default list shape the list tools read
 (`LIST_FIELDS["workbook"]`: `_default_,owner.name,owner.email,project.name`, same sort), each as XML and as JSON
-(`Accept: application/json`); the users page with `fields=_all_` sorted by name; and a page with
-no `fields` or sort. Median and p95 (nearest rank).
+(`Accept: application/json`); the users page with `fields=_all_` sorted by name; a page with
+no `fields` or sort; and the 1,000 projects (no `fields`, as the project tree reads them). Median and p95 (nearest rank).
 
     python -m bench page_serving [--requests 30] [--warmup 3]
 """
@@ -49,7 +49,11 @@ CASES = (
     ("users `_all_`, sorted by name", "users", "_all_", "name:asc", False),
     ("users `_all_`, sorted by name", "users", "_all_", "name:asc", True),
     ("no fields, no sort", "workbooks", None, None, False),
+    # What every find_owners and list_content call reads first, for the project tree.
+    ("projects, default shape", "projects", None, None, False),
+    ("projects, default shape", "projects", None, None, True),
 )
+PAGES = {"users": 10, "projects": 1}  # the large site: 10,000 users, 1,000 projects, 20,000 workbooks
 
 
 def _emulator_command() -> list[str]:
@@ -129,7 +133,7 @@ def measure(session: requests.Session, url: str, site_id: str, pid: int, n: int,
     results = [{"wall": [], "cpu": [], "size": 0} for _ in CASES]
     for i in range(warmup + n):
         for case, found in zip(CASES, results, strict=True):
-            pages = 10 if case[1] == "users" else 20  # the large site: 10,000 users, 20,000 workbooks
+            pages = PAGES.get(case[1], 20)
             cpu = process_cpu(pid)
             elapsed, body = fetch(session, url, site_id, case, 1 + i % pages)
             if i >= warmup:

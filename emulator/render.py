@@ -264,8 +264,11 @@ class Renderer:
     def _owner_child(self, wanted: set[str]) -> Child:
         if wanted <= _ID:  # the owner's id is the item's own `owner_id`: no user to look up
             return Child("owner", ref="owner_id")
+        # The owner's id, name and email are plain fields of the user, so a page showing only them can be kept.
+        key = ("owner", frozenset(wanted)) if wanted <= _ID_NAME_EMAIL else None
         return Child(
-            "owner", lambda item: self.owner(item.owner_id, wanted), lambda item: self._owner_json(item.owner_id, wanted)
+            "owner", lambda item: self.owner(item.owner_id, wanted), lambda item: self._owner_json(item.owner_id, wanted),
+            key=key,
         )
 
     # -- people -------------------------------------------------------------------------------

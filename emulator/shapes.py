@@ -69,6 +69,9 @@ class Child:
     json: Callable[[Any], Any] | None = None
     ref: str | Callable[[Any], str | None] | None = None
     fixed: tuple[str, str] | None = None
+    # For renderers that read only plain fields of model objects (an owner's name and email), which the
+    # change stamp sees: what they show, so a page with this child can be kept. None: never kept.
+    key: Hashable | None = None
 
 
 def pairs(item: Any, attrs: tuple[Attr, ...]) -> list[tuple[str, object]]:
@@ -128,16 +131,17 @@ class Shape:
         self.tag = tag
         self.attrs = attrs
         self.children = children
-        # A page is kept (`_kept`) only when everything it shows is a plain field, an id reference or a value
-        # worked out from the item's own plain fields: what the model's change stamp sees. Other computed
-        # values (URLs, lengths of lists changed in place, tags) are never kept.
+        # A page is kept (`_kept`) only when everything it shows is a plain field, an id reference, a value
+        # worked out from the item's own plain fields or a keyed child (plain fields of other model objects):
+        # what the model's change stamp (one for the whole site) sees. Other computed values (URLs, lengths
+        # of lists changed in place, tags) are never kept.
         self._keepable = all(isinstance(a.get, str) or a.plain_getter for a in attrs) and all(
-            isinstance(c.ref, str) or c.fixed is not None for c in children
+            isinstance(c.ref, str) or c.fixed is not None or c.key is not None for c in children
         )
         # A plain getter is named by its attribute (a Renderer, and its getters, is made per request).
         self._signature = (tag, tuple((a.name, a.get if isinstance(a.get, str) else a.plain_getter, a.kind)
                                       for a in attrs),
-                           tuple((c.name, c.ref, c.fixed) for c in children))
+                           tuple((c.name, c.ref, c.fixed, c.key) for c in children))
         inner = "{}" * len(children)
         self._row = f"<{tag}" + "{}" * len(attrs) + (f">{inner}</{tag}>" if children else "/>")
         getters = [a.get for a in attrs] + [c.ref for c in children]

@@ -344,3 +344,32 @@ def test_a_kept_projects_page_follows_a_move_and_a_rename(api, small_emulator, j
     assert projects()[top.id] == ("Moved and renamed", other.id, "false")
     top.parent_id = None
     assert projects()[top.id][1:] == (None, "true")
+
+
+@pytest.mark.parametrize("json", [True, False])
+def test_a_kept_page_with_owner_names_follows_changes_to_the_owner(api, small_emulator, json):
+    """The projects page the project tree reads (`_default_,owner.name,owner.email`) is kept: the owner
+    child reads only the user's plain fields, which stamp the site. A renamed owner, a changed email and a
+    new owner show at once."""
+    state = small_emulator.state
+    fields = "_default_,owner.name,owner.email"
+
+    def owners() -> dict[str, tuple[str, str | None, str | None]]:
+        body = api.get("projects", json=json, fields=fields, sort=CONTENT_SORT, pageSize=1000)
+        if json:
+            rows = body.json()["projects"]["project"]
+            return {r["id"]: (r["owner"]["id"], r["owner"].get("name"), r["owner"].get("email")) for r in rows}
+        return {i.get("id"): (o.get("id"), o.get("name"), o.get("email"))
+                for i in _items(body.content, "project") for o in [i.find(f"{NS}owner")]}
+
+    first = owners()
+    assert owners() == first
+    project = next(iter(state.projects.values()))
+    user = state.users[project.owner_id]
+    user.name = "renamed.owner"
+    assert owners()[project.id][1] == "renamed.owner"
+    user.email = "renamed@example.com"
+    assert owners()[project.id][2] == "renamed@example.com"
+    other = next(u for u in state.users.values() if u.id != user.id)
+    project.owner_id = other.id
+    assert owners()[project.id][0] == other.id
