@@ -9,6 +9,7 @@ import gzip
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 import requests.exceptions
@@ -22,7 +23,7 @@ BODY = b'{"workbooks": {"workbook": []}, "pagination": {"pageNumber": "1"}}' * 4
 
 class Recorder(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    seen: list[tuple[str, str, dict[str, str]]] = []
+    seen: ClassVar[list[tuple[str, str, dict[str, str]]]] = []
 
     def _answer(self) -> None:
         type(self).seen.append((self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
