@@ -21,6 +21,9 @@ _TYPED_KEYWORDS = frozenset({
 })
 
 
+_NULL = {"type": "null"}
+
+
 def nullable_as_type_list(schema: Any) -> Any:
     """`schema` with every `anyOf: [{type: T, ...}, {type: null}]` written as `type: [T, "null"]`."""
     if isinstance(schema, list):
@@ -29,14 +32,16 @@ def nullable_as_type_list(schema: Any) -> Any:
         return schema
     schema = {key: nullable_as_type_list(value) for key, value in schema.items()}
     options = schema.get("anyOf")
-    if not (isinstance(options, list) and len(options) == 2 and {"type": "null"} in options):
+    if not isinstance(options, list) or len(options) != 2 or _NULL not in options:
         return schema
-    (other,) = [option for option in options if option != {"type": "null"}] or [None]
-    if not (isinstance(other, dict) and isinstance(other.get("type"), str) and other.keys() <= _TYPED_KEYWORDS):
+    other = options[1] if options[0] == _NULL else options[0]
+    outer = {key: value for key, value in schema.items() if key != "anyOf"}
+    if (
+        not isinstance(other, dict)
+        or other == _NULL
+        or not isinstance(other.get("type"), str)
+        or not other.keys() <= _TYPED_KEYWORDS
+        or other.keys() & outer.keys()  # a keyword both inside and outside: keep both places
+    ):
         return schema
-    if other.keys() & schema.keys() - {"anyOf"}:  # a keyword both inside and outside: keep both places
-        return schema
-    merged = {key: value for key, value in schema.items() if key != "anyOf"}
-    merged.update(other)
-    merged["type"] = [other["type"], "null"]
-    return merged
+    return {**outer, **other, "type": [other["type"], "null"]}
